@@ -1,0 +1,78 @@
+"""``unrender <command>``: a thin command line over the library.
+
+Each command parses its options, then calls one function of the library; no logic lives here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .errors import UnrenderError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="unrender: images back into 3D (shape, materials, lighting) on CPU and GPU.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("unrender-demo"), help="Folder for the demo's outputs."),
+         resolution: int = typer.Option(256, help="Image size in pixels."),
+         views: int = typer.Option(8, help="Number of views on the contact sheet."),
+         force: bool = typer.Option(False, help="Overwrite a previous demo in OUT.")):
+    """Render the built-in synthetic scene and write a contact sheet PNG."""
+    from .demo import run_demo
+    try:
+        sheet = run_demo(out, resolution=resolution, views=views, force=force)
+    except UnrenderError as exc:
+        _fail(exc)
+    typer.echo(f"contact sheet: {sheet}")
+
+
+@app.command()
+def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout)."),
+          kind: str = typer.Option("object", help="What to synthesize: 'object'."),
+          family: str = typer.Option("auto", help="Shape family (see `unrender synth --help`), or 'auto' by seed."),
+          views: int = typer.Option(100, help="Training views; val gets views/4 and test views/2."),
+          resolution: int = typer.Option(256, help="Image size in pixels."),
+          seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
+          force: bool = typer.Option(False, help="Overwrite OUT if it holds a previous dataset.")):
+    """Write a procedural textured object rendered from many views, with its ground truth."""
+    from .data.synth import synthesize_object
+    if kind != "object":
+        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object."))
+    try:
+        synthesize_object(out, family=family, views=views, resolution=resolution, seed=seed, force=force)
+    except UnrenderError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def render(mesh: Path = typer.Argument(..., help="OBJ, PLY, GLB or GLTF mesh to render."),
+           out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout)."),
+           views: int = typer.Option(100, help="Training views; val gets views/4 and test views/2."),
+           resolution: int = typer.Option(256, help="Image size in pixels."),
+           env: Path | None = typer.Option(None, help="Lat-long .hdr environment; default: a procedural one."),
+           seed: int = typer.Option(0, help="Random seed for cameras and the procedural environment."),
+           force: bool = typer.Option(False, help="Overwrite OUT if it holds a previous dataset.")):
+    """Render any mesh from many views into a NeRF-synthetic dataset (as nvdiffrec's mesh datasets)."""
+    from .data.synth import render_mesh_dataset
+    try:
+        render_mesh_dataset(mesh, out, views=views, resolution=resolution, env_path=env, seed=seed, force=force)
+    except UnrenderError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()
