@@ -180,3 +180,32 @@ def test_bad_input_names_argument():
     # non-contiguous, int32 and float64 inputs are converted, not refused
     pos64 = torch.rand(4, 3, dtype=torch.float64).t()[:, :3].t()
     rasterize(torch.cat([pos64, torch.ones(3, 1, dtype=torch.float64)], 1), torch.tensor([[0, 1, 2]], dtype=torch.int32), 8)
+
+
+@pytest.mark.parametrize("batched_attr", [False, True])
+def test_interpolate_fast_path_matches_reference(batched_attr):
+    v, f, cam, pos = sphere_scene(res=(32, 40), subdiv=2)
+    pos = torch.cat([pos, pos.flip(1)], 0)  # two different views
+    attr = torch.rand(*(((2,) if batched_attr else ()) + (v.shape[0], 3)), dtype=torch.float64)
+    outs, grads = [], []
+    g = torch.randn(2, 32, 40, 3, dtype=torch.float64)
+    for backend in BACKENDS:
+        a = attr.clone().requires_grad_()
+        p = pos.clone().requires_grad_()
+        out = interpolate(a, rasterize(p, f, (32, 40)), f, backend=backend)
+        (out * g).sum().backward()
+        outs.append(out)
+        grads.append((a.grad, p.grad))
+    assert torch.allclose(outs[0], outs[1], atol=1e-12)
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-10)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-8)
+    assert grads[0][1].abs().max() > 0
+
+
+def test_interpolate_fast_path_gradcheck():
+    v, f, cam, pos = sphere_scene(res=(8, 10), subdiv=1)
+    rast = rasterize(pos, f, (8, 10)).detach()
+    uv = rast[..., :2].clone().requires_grad_()  # the triangle id channel is not differentiable
+    attr = torch.rand(v.shape[0], 2, dtype=torch.float64, requires_grad=True)
+    fn = lambda a, q: interpolate(a, torch.cat([q, rast[..., 2:]], -1), f, backend="numba")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (attr, uv), eps=1e-7, atol=1e-6)

@@ -1,7 +1,8 @@
-"""Compiled CPU kernels (numba) for :func:`unrender.render.rasterize`.
+"""Compiled CPU kernels (numba) for :func:`unrender.render.rasterize` and :func:`interpolate`.
 
-Forward: triangle setup, exact z-buffer and perspective-correct barycentrics in one call.
-Backward: the analytic gradient of ``rast``'s (u, v, z/w) w.r.t. the clip positions.
+Rasterize forward: triangle setup, exact z-buffer and perspective-correct barycentrics in one call;
+backward: the analytic gradient of ``rast``'s (u, v, z/w) w.r.t. the clip positions.
+Interpolate forward/backward: ``out = u a_0 + v a_1 + (1-u-v) a_2`` and its gradients to attr and (u, v).
 Both are checked against the pure-PyTorch autograd reference in ``tests/test_rasterize.py``.
 
 Gradient (per covered pixel, ``p = (p_x, p_y, 1)``, ``V_i = (x_i, y_i, w_i)``, cyclic ``(i, j, k)``):
@@ -211,3 +212,71 @@ def rasterize_backward(pos: np.ndarray, tri: np.ndarray, rast: np.ndarray, grad:
 def visibility(pos: np.ndarray, tri: np.ndarray, height: int, width: int) -> np.ndarray:
     """Triangle id + 1 per pixel ``[B,H,W]`` int32 (the z-buffer pass alone)."""
     return rasterize_forward(pos, tri, height, width)[..., 3].astype(np.int32)
+
+
+# --------------------------------------------------------------------------- interpolation
+@njit(parallel=True, cache=True)
+def _interpolate(attr, rast, tri, out):  # pragma: no cover - compiled
+    nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
+    shared = attr.shape[0] == 1
+    nc = attr.shape[2]
+    for task in prange(nb * height):
+        b, row = task // height, task % height
+        ab = 0 if shared else b
+        for col in range(width):
+            t = int(rast[b, row, col, 3]) - 1
+            if t < 0:
+                continue
+            u, v = rast[b, row, col, 0], rast[b, row, col, 1]
+            w = 1.0 - u - v
+            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+            for c in range(nc):
+                out[b, row, col, c] = u * attr[ab, i0, c] + v * attr[ab, i1, c] + w * attr[ab, i2, c]
+
+
+@njit(parallel=True, cache=True)
+def _interpolate_backward(attr, rast, tri, grad, chunks, gattr, grast):  # pragma: no cover - compiled
+    nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
+    shared = attr.shape[0] == 1
+    nc = attr.shape[2]
+    rows_total = nb * height
+    per = (rows_total + chunks - 1) // chunks
+    for ch in prange(chunks):
+        acc = gattr[ch]
+        for task in range(ch * per, min(rows_total, (ch + 1) * per)):
+            b, row = task // height, task % height
+            ab = 0 if shared else b
+            for col in range(width):
+                t = int(rast[b, row, col, 3]) - 1
+                if t < 0:
+                    continue
+                u, v = rast[b, row, col, 0], rast[b, row, col, 1]
+                w = 1.0 - u - v
+                i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+                gu, gv = 0.0, 0.0
+                for c in range(nc):
+                    g = grad[b, row, col, c]
+                    a2 = attr[ab, i2, c]
+                    gu += g * (attr[ab, i0, c] - a2)
+                    gv += g * (attr[ab, i1, c] - a2)
+                    acc[ab, i0, c] += g * u
+                    acc[ab, i1, c] += g * v
+                    acc[ab, i2, c] += g * w
+                grast[b, row, col, 0] = gu
+                grast[b, row, col, 1] = gv
+
+
+def interpolate_forward(attr: np.ndarray, rast: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """``out[B,H,W,C]`` for ``attr[1 or B,V,C]``, ``rast[B,H,W,4]``, ``tri[F,3]``."""
+    out = np.zeros(rast.shape[:3] + (attr.shape[2],), dtype=np.result_type(attr.dtype, rast.dtype))
+    _interpolate(attr, rast, tri, out)
+    return out
+
+
+def interpolate_backward(attr, rast, tri, grad):
+    """``(d attr, d rast)`` given ``grad = dL/dout``; ``d rast`` has only its (u, v) channels set."""
+    chunks = max(1, numba.get_num_threads())
+    gattr = np.zeros((chunks,) + attr.shape, dtype=np.float64)
+    grast = np.zeros(rast.shape, dtype=rast.dtype)
+    _interpolate_backward(attr, rast, tri, grad, chunks, gattr, grast)
+    return gattr.sum(0).astype(attr.dtype), grast

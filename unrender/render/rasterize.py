@@ -168,7 +168,7 @@ def _prepare_attr(attr, rast, tri):
     return flat, rast, rows, mask
 
 
-def interpolate(attr, rast, tri) -> torch.Tensor:
+def interpolate(attr, rast, tri, backend: str = "auto") -> torch.Tensor:
     """Interpolate per-vertex attributes over the raster.
 
     ``out[b,y,x] = u a[t_0] + v a[t_1] + (1 - u - v) a[t_2]`` with ``(t_0, t_1, t_2) = tri[tri_id]``,
@@ -179,6 +179,7 @@ def interpolate(attr, rast, tri) -> torch.Tensor:
         attr: ``[B,V,C]`` or ``[V,C]`` (shared by the batch).
         rast: ``[B,H,W,4]`` from :func:`rasterize`.
         tri: ``[F,3]`` indices into ``attr``'s V (may differ from the position triangles, e.g. uv faces).
+        backend: ``"auto"`` (compiled kernel for CPU tensors), ``"numba"`` or ``"torch"`` (the reference).
     Returns:
         ``[B,H,W,C]``.
 
@@ -189,6 +190,42 @@ def interpolate(attr, rast, tri) -> torch.Tensor:
         >>> interpolate(pos[:, :2], rast, tri)[0, 0, 0].tolist()   # ndc of the lower-left pixel centre
         [-0.5, -0.5]
     """
+    if backend == "auto":
+        backend = "numba" if (raster_cpu is not None and rast.device.type == "cpu") else "torch"
+    if backend == "numba":
+        rast_c = _check_rast(rast)
+        attr_c = float_tensor("attr", attr, "[B,V,C] or [V,C]", ndims=(2, 3))
+        attr_c = attr_c[None] if attr_c.dim() == 2 else attr_c
+        if attr_c.shape[0] not in (1, rast_c.shape[0]):
+            raise InputError(f"attr has batch {attr_c.shape[0]} but rast has batch {rast_c.shape[0]}.")
+        tri_c = index_tensor("tri", tri, "[F,3]", last_dim=3, num_vertices=attr_c.shape[1], device=attr_c.device)
+        same_device(("attr", attr_c), ("rast", rast_c), ("tri", tri_c))
+        if rast_c.device.type != "cpu" or raster_cpu is None:
+            raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
+        dtype = torch.promote_types(attr_c.dtype, rast_c.dtype)
+        return _InterpolateCPU.apply(attr_c.to(dtype), rast_c.to(dtype), tri_c)
+    return interpolate_reference(attr, rast, tri)
+
+
+class _InterpolateCPU(torch.autograd.Function):
+    """Compiled forward and backward of :func:`interpolate` (see :mod:`.raster_cpu`)."""
+
+    @staticmethod
+    def forward(ctx, attr, rast, tri):
+        ctx.save_for_backward(attr, rast, tri)
+        return torch.from_numpy(raster_cpu.interpolate_forward(attr.detach().numpy(), rast.detach().numpy(),
+                                                               tri.numpy()))
+
+    @staticmethod
+    def backward(ctx, grad):
+        attr, rast, tri = ctx.saved_tensors
+        gattr, grast = raster_cpu.interpolate_backward(attr.detach().numpy(), rast.detach().numpy(), tri.numpy(),
+                                                       grad.contiguous().numpy())
+        return torch.from_numpy(gattr), torch.from_numpy(grast), None
+
+
+def interpolate_reference(attr, rast, tri) -> torch.Tensor:
+    """Pure-PyTorch :func:`interpolate` (any device, autograd); the reference for the compiled path."""
     flat, rast, rows, mask = _prepare_attr(attr, rast, tri)
     a = flat[rows]  # [B,H,W,3,C]
     u, v = rast[..., 0:1], rast[..., 1:2]
