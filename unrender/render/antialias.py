@@ -15,7 +15,9 @@ differ:
    clip coordinates, signed so that ``D_i >= 0`` inside ``T``), among the edges with ``D_i(O) < 0`` the one
    with the smallest ``alpha_i = D_i(F) / (D_i(F) - D_i(O))``. ``alpha`` in ``[0, 1]`` is where the edge
    crosses the segment, as a fraction of the pixel spacing from ``F``'s centre.
-3. Only if ``e`` is a *silhouette* edge (see :func:`silhouette_edges`) the pair is blended. Treating each
+3. Only if ``e`` is a *silhouette* edge (see :func:`silhouette_edges`) and runs mostly across the
+   pair's direction (an edge at most 45 degrees from vertical in pixel units is handled by horizontal
+   pairs, any other by vertical pairs, so no edge is counted twice) the pair is blended. Treating each
    pixel as a unit box along the segment, ``T`` covers ``[0, alpha]`` of it, so
 
        alpha > 1/2:  out[O] += (alpha - 1/2) (color[F] - color[O])
