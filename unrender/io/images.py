@@ -136,43 +136,44 @@ def _read_png16(p: Path) -> np.ndarray:
 
 def _png_unfilter(filters: np.ndarray, rows: np.ndarray, bpp: int) -> np.ndarray:
     """Undo PNG scanline filters (None, Sub, Up, Average, Paeth); rows ``[H,stride]`` uint8."""
-    out = np.zeros(rows.shape, dtype=np.int32)
-    prev = np.zeros(rows.shape[1], dtype=np.int32)
-    for y in range(rows.shape[0]):
-        line = rows[y].astype(np.int32)
-        f = filters[y]
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) & 255
-        elif f == 1:
-            # Sub is a running sum per byte lane (stride bpp), which cumsum does vectorised.
-            cur = line.copy()
-            for lane in range(bpp):
-                cur[lane::bpp] = np.cumsum(line[lane::bpp]) & 255
-        else:
-            cur = _unfilter_sequential(line, prev, bpp, int(f))
-        out[y] = cur
-        prev = cur
-    return out.astype(np.uint8)
+    return _unfilter_kernel()(filters, rows, bpp)
 
 
-def _unfilter_sequential(line, prev, bpp, f):
-    cur = np.empty_like(line)
-    lst, pv = line.tolist(), prev.tolist()
-    res = [0] * len(lst)
-    for i, x in enumerate(lst):
-        a = res[i - bpp] if i >= bpp else 0
-        b = pv[i]
-        if f == 3:
-            res[i] = (x + ((a + b) >> 1)) & 255
-        else:
-            c = pv[i - bpp] if i >= bpp else 0
-            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-            pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
-            res[i] = (x + pred) & 255
-    cur[:] = res
-    return cur
+_KERNEL = None
+
+
+def _unfilter_kernel():
+    # Average and Paeth are byte-sequential, so the loop is compiled (numba is already a dependency);
+    # compiled lazily because 16-bit PNGs are rare.
+    global _KERNEL
+    if _KERNEL is None:
+        import numba
+
+        @numba.njit(cache=True)
+        def unfilter(filters, rows, bpp):
+            h, n = rows.shape
+            out = np.zeros((h, n), dtype=np.uint8)
+            for y in range(h):
+                f = filters[y]
+                for i in range(n):
+                    x = np.int32(rows[y, i])
+                    a = np.int32(out[y, i - bpp]) if i >= bpp else np.int32(0)
+                    b = np.int32(out[y - 1, i]) if y > 0 else np.int32(0)
+                    c = np.int32(out[y - 1, i - bpp]) if (y > 0 and i >= bpp) else np.int32(0)
+                    if f == 1:
+                        x += a
+                    elif f == 2:
+                        x += b
+                    elif f == 3:
+                        x += (a + b) >> 1
+                    elif f == 4:
+                        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                        x += a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
+                    out[y, i] = np.uint8(x & 255)
+            return out
+
+        _KERNEL = unfilter
+    return _KERNEL
 
 
 def write_png(path, img) -> None:
@@ -184,22 +185,21 @@ def write_png(path, img) -> None:
     Example:
         >>> write_png("/tmp/red.png", torch.tensor([[[1.0, 0.0, 0.0]]]))
     """
-    a = _image_tensor("img", img)
-    q = np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+    data = png_bytes(img)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    h, w, c = q.shape
-    color_type = {1: 0, 3: 2, 4: 6}[c]
-    # Written by hand rather than with Pillow so that the bytes never depend on library versions'
-    # metadata choices; zlib level 6 output is stable for a given input.
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), q.reshape(h, w * c)], axis=1).tobytes()
-    png = (_PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
-           + _png_chunk(b"IDAT", zlib.compress(raw, 6)) + _png_chunk(b"IEND", b""))
-    p.write_bytes(png)
+    p.write_bytes(data)
 
 
 def png_bytes(img) -> bytes:
-    """Encode ``img[H,W,C]`` in [0,1] as 8-bit PNG bytes (what :func:`write_png` writes)."""
+    """Encode ``img[H,W,C]`` in [0,1] as 8-bit PNG bytes (what :func:`write_png` writes).
+
+    Written by hand rather than with Pillow so the bytes never depend on a library's metadata choices.
+
+    Example:
+        >>> png_bytes(torch.zeros(1, 1, 3))[:4]
+        b'\\x89PNG'
+    """
     a = _image_tensor("img", img)
     q = np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
     h, w, c = q.shape
@@ -269,12 +269,10 @@ def _decode_rgbe(buf: memoryview, h: int, w: int) -> np.ndarray:
         if not rle:
             if pos + 4 * w > arr.size:
                 raise ValueError("scanline ends early")
-            # A flat file: the remaining rows are all flat too, so read them in one go.
-            if y == 0 or not _any_rle_seen(out):
-                rest = arr[pos:pos + 4 * w * (h - y)]
-                if rest.size == 4 * w * (h - y):
-                    out[y:] = rest.reshape(h - y, w, 4)
-                    return out
+            if y == 0:
+                # A flat file: every row is flat, so read them all in one go.
+                out[:] = arr[:4 * w * h].reshape(h, w, 4) if arr.size >= 4 * w * h else _short()
+                return out
             out[y] = arr[pos:pos + 4 * w].reshape(w, 4)
             pos += 4 * w
             continue
@@ -301,8 +299,8 @@ def _decode_rgbe(buf: memoryview, h: int, w: int) -> np.ndarray:
     return out
 
 
-def _any_rle_seen(out) -> bool:
-    return True  # conservative: after an RLE row, keep decoding row by row
+def _short():
+    raise ValueError("pixel data ends early")
 
 
 def write_hdr(path, img, rle: bool = True) -> None:
@@ -366,10 +364,8 @@ def _rle_encode(line: np.ndarray) -> bytes:
         if ln >= 4:
             flush_literal(literal_start, s)
             left, v = ln, vals[s]
-            while left > 0:
+            while left >= 4:  # a tail shorter than 4 goes back into the literal dump
                 k = min(127, left)
-                if k < 4 and left != ln:  # a short tail of a long run goes back into literals
-                    break
                 out.append(128 + k)
                 out.append(v)
                 left -= k

@@ -237,13 +237,16 @@ def antialias(color, rast, pos, tri, topology: EdgeTopology | None = None, pos_g
 
     Example:
         >>> from unrender.render.rasterize import rasterize
-        >>> pos = torch.tensor([[-0.55, -0.8, 0, 1], [0.45, -0.8, 0, 1], [-0.55, 0.8, 0, 1]], requires_grad=True)
-        >>> tri = torch.tensor([[0, 1, 2]])
-        >>> rast = rasterize(pos, tri, (8, 8))
+        >>> xy = torch.tensor([[-0.55, -0.8], [0.45, -0.8], [-0.55, 0.8], [0.45, 0.8]])
+        >>> pos = torch.cat([xy, torch.tensor([[0., 1]]).expand(4, 2)], 1).requires_grad_()
+        >>> tri = torch.tensor([[0, 1, 2], [2, 1, 3]])
+        >>> rast = rasterize(pos, tri, (8, 8))           # 4 x 6.4 pixels, pixel centres only see 4 x 6
         >>> mask = antialias((rast[..., 3:] > 0).float(), rast, pos, tri)
+        >>> round(mask.sum().item(), 3)                  # the exact area in pixels
+        25.6
         >>> mask.sum().backward()
-        >>> round(pos.grad[1, 0].item(), 3)   # d(covered pixels)/d(x of a vertex): (6.4 px tall / 2) * 4 px/ndc
-        12.0
+        >>> round(pos.grad[[1, 3], 0].sum().item(), 3)   # moving the right edge: 6 rows * 4 pixels per ndc unit
+        24.0
     """
     rast = float_tensor("rast", rast, "[B,H,W,4]", last_dim=4, ndims=(4,))
     color = float_tensor("color", color, "[B,H,W,C]", ndims=(4,))
