@@ -156,16 +156,16 @@ class Camera:
     def projection(self) -> torch.Tensor:
         """OpenGL projection ``P[B,4,4]`` mapping camera space to clip space.
 
-        ``x_ndc = (2 fx / W) x_c / (-z_c) + (W - 2 cx) / W`` and ``y_ndc = (2 fy / H) y_c / (-z_c) - (H - 2 cy) / H``,
+        ``x_ndc = (2 fx / W) x_c / (-z_c) + (2 cx - W) / W`` and ``y_ndc = (2 fy / H) y_c / (-z_c) + (H - 2 cy) / H``,
         so that pixel ``(cx, cy)`` (from the top-left corner) is the optical axis; depth maps
         ``[-near, -far]`` to ``ndc z in [-1, 1]``.
         """
         n, f = self.near, self.far
         P = torch.zeros(len(self), 4, 4, dtype=self.c2w.dtype, device=self.c2w.device)
         P[:, 0, 0] = 2 * self.fx / self.width
-        P[:, 0, 2] = -(self.width - 2 * self.cx) / self.width
+        P[:, 0, 2] = (self.width - 2 * self.cx) / self.width
         P[:, 1, 1] = 2 * self.fy / self.height
-        P[:, 1, 2] = (self.height - 2 * self.cy) / self.height
+        P[:, 1, 2] = (2 * self.cy - self.height) / self.height
         P[:, 2, 2] = -(f + n) / (f - n)
         P[:, 2, 3] = -2 * f * n / (f - n)
         P[:, 3, 2] = -1.0
