@@ -113,7 +113,7 @@ def synthesize_object(out, family: str = "auto", views: int = 100, resolution: i
 
     Args:
         out: output folder; must be empty or absent unless ``force``.
-        family: one of :data:`unrender.geometry.primitives.FAMILIES`, or ``"auto"`` (chosen by ``seed``).
+        family: one of :data:`unrender.geometry.procedural_objects.FAMILIES`, or ``"auto"`` (chosen by ``seed``).
         views: training views (val: views // 4, test: views // 2).
         resolution: square image size in pixels.
         seed: everything (shape, textures, light, cameras) follows from it; same seed, same bytes.
@@ -123,7 +123,7 @@ def synthesize_object(out, family: str = "auto", views: int = 100, resolution: i
     Example:
         >>> synthesize_object("/tmp/vase", family="vase", views=4, resolution=64, force=True)  # doctest: +SKIP
     """
-    from ..geometry.primitives import FAMILIES, procedural_object
+    from ..geometry.procedural_objects import FAMILIES, procedural_object
 
     if family == "auto":
         family = FAMILIES[seed % len(FAMILIES)]

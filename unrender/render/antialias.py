@@ -14,7 +14,12 @@ differ:
    first: with the homogeneous edge functions ``D_i(p) = (V_j x V_k) . (p_x, p_y, 1)`` (``V = (x, y, w)``
    clip coordinates, signed so that ``D_i >= 0`` inside ``T``), among the edges with ``D_i(O) < 0`` the one
    with the smallest ``alpha_i = D_i(F) / (D_i(F) - D_i(O))``. ``alpha`` in ``[0, 1]`` is where the edge
-   crosses the segment, as a fraction of the pixel spacing from ``F``'s centre.
+   crosses the segment, as a fraction of the pixel spacing from ``F``'s centre. If ``e`` is not a
+   silhouette the segment is followed into the neighbouring triangle across ``e`` (up to ``_MAX_WALK``
+   triangles; it stops without a blend when it reaches the triangle drawn at ``O`` or one containing
+   ``O``'s centre), so that on meshes with
+   sub-pixel triangles the silhouette is still found; ``T`` and ``e`` are then the last triangle and
+   the edge it is left through.
 3. Only if ``e`` is a *silhouette* edge (see :func:`silhouette_edges`) and runs mostly across the
    pair's direction (an edge at most 45 degrees from vertical in pixel units is handled by horizontal
    pairs, any other by vertical pairs, so no edge is counted twice) the pair is blended. Treating each
@@ -45,6 +50,9 @@ try:  # numba is a dependency; the pure-torch search keeps working where it is b
     from . import antialias_cpu
 except Exception:  # noqa: BLE001
     antialias_cpu = None
+
+# Longest walk (in triangles) from the front triangle to a silhouette edge along one pixel segment.
+_MAX_WALK = 8
 
 
 @dataclass(frozen=True)
@@ -172,34 +180,62 @@ def _centres(idx: torch.Tensor, h: int, w: int, dtype):
     return x, y
 
 
-def _find_crossings_torch(pos, tri, tid, depth, topology, sil):
-    """Pure-torch discontinuity search. Returns ``(front, other, face, local_edge)`` of the pixel pairs
-    whose front triangle is left through a silhouette edge (all int64 ``[N]``)."""
-    nb, h, w = tid.shape
-    pb = pos.shape[0]
-    face_sil = sil[:, topology.face_edges]  # [Bp,F,3]
-    front, other, axis = _pixel_pairs(tid, depth)
-    bidx = front // (h * w)
-    pbi = bidx if pb > 1 else torch.zeros_like(bidx)
-    face = tid.reshape(-1)[front] - 1
-    keep = face_sil[pbi, face].any(-1)
-    front, other, face, pbi, axis = front[keep], other[keep], face[keep], pbi[keep], axis[keep]
-    xyw = pos[..., [0, 1, 3]]
+def _exit_edges(xyw, tri, pbi, face, fx, fy, ox, oy, entry):
+    """For the segment F -> O through triangle ``face``: the local index of the edge it leaves through
+    (smallest crossing ``t = D(F) / (D(F) - D(O))`` among edges with ``D(O) < 0``, the entry edge excluded)
+    and whether there is one (there is none when O lies inside the triangle)."""
     v = xyw[pbi[:, None], tri[face]]  # [N,3,3]
     c = torch.linalg.cross(v[:, [1, 2, 0]], v[:, [2, 0, 1]], dim=-1)
-    sgn = torch.sign((v[:, 0] * c[:, 0]).sum(-1, keepdim=True))
-    fx, fy = _centres(front, h, w, pos.dtype)
-    ox, oy = _centres(other, h, w, pos.dtype)
+    det = (v[:, 0] * c[:, 0]).sum(-1, keepdim=True)
+    sgn = torch.where(det >= 0, 1.0, -1.0).to(det.dtype)
     df = (c[..., 0] * fx[:, None] + c[..., 1] * fy[:, None] + c[..., 2]) * sgn
     do = (c[..., 0] * ox[:, None] + c[..., 1] * oy[:, None] + c[..., 2]) * sgn
-    out = do < 0
-    alpha = torch.where(out, df.clamp(min=0) / torch.where(out, df.clamp(min=0) - do, torch.ones_like(do)),
-                        torch.full_like(do, 2.0))
-    edge = alpha.argmin(-1)
+    leaves = (do < 0) & (df > do)
+    leaves &= torch.arange(3, device=face.device) != entry[:, None]
+    t = torch.where(leaves, df / torch.where(leaves, df - do, torch.ones_like(do)), torch.full_like(do, 2.0))
+    edge = t.argmin(-1)
     ce = c.gather(1, edge[:, None, None].expand(-1, 1, 3))[:, 0]
-    mostly_vertical = ce[:, 0].abs() * h >= ce[:, 1].abs() * w
-    crossed = out.any(-1) & face_sil[pbi, face, edge] & (mostly_vertical == (axis == 0))
-    return front[crossed], other[crossed], face[crossed], edge[crossed]
+    return edge, leaves.any(-1), ce
+
+
+def _find_crossings_torch(pos, tri, tid, depth, topology, sil, max_walk: int = _MAX_WALK):
+    """Pure-torch discontinuity search. Returns ``(front, other, face, local_edge)`` (int64 ``[N]``) of the
+    pixel pairs to blend: the segment from the front centre to the other centre, followed across
+    non-silhouette edges, leaves the surface through silhouette edge ``local_edge`` of triangle ``face``."""
+    nb, h, w = tid.shape
+    face_sil = sil[:, topology.face_edges]  # [Bp,F,3]
+    front, other, axis = _pixel_pairs(tid, depth)
+    pbi = front // (h * w) if pos.shape[0] > 1 else torch.zeros_like(front)
+    face = tid.reshape(-1)[front] - 1
+    face_o = tid.reshape(-1)[other] - 1
+    entry = torch.full_like(face, -1)
+    xyw = pos[..., [0, 1, 3]]
+    fx, fy = _centres(front, h, w, pos.dtype)
+    ox, oy = _centres(other, h, w, pos.dtype)
+    done_f, done_o, done_t, done_e = [], [], [], []
+    live = torch.arange(front.numel(), device=front.device)
+    for _ in range(max_walk):
+        if live.numel() == 0:
+            break
+        edge, found, ce = _exit_edges(xyw, tri, pbi[live], face[live], fx[live], fy[live], ox[live], oy[live],
+                                      entry[live])
+        is_sil = found & face_sil[pbi[live], face[live], edge]
+        vertical = ce[:, 0].abs() * h >= ce[:, 1].abs() * w
+        hit = is_sil & (vertical == (axis[live] == 0))
+        done_f.append(front[live[hit]])
+        done_o.append(other[live[hit]])
+        done_t.append(face[live[hit]])
+        done_e.append(edge[hit])
+        # Cross the non-silhouette edge into the neighbouring face and go on from there.
+        go = found & ~is_sil
+        live, edge = live[go], edge[go]
+        g = topology.face_edges[face[live], edge]
+        pair = topology.edge_faces[g]
+        nxt = torch.where(pair[:, 0] == face[live], pair[:, 1], pair[:, 0])
+        face[live] = nxt
+        entry[live] = (topology.face_edges[nxt] == g[:, None]).to(torch.int64).argmax(-1)
+        live = live[nxt != face_o[live]]  # reached the triangle drawn at O: O is inside it, no silhouette
+    return torch.cat(done_f), torch.cat(done_o), torch.cat(done_t), torch.cat(done_e)
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -275,17 +311,18 @@ def antialias(color, rast, pos, tri, topology: EdgeTopology | None = None, pos_g
         raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
 
     with torch.no_grad():
-        tid = rast[..., 3].detach().to(torch.int64)
         if backend == "numba":
-            found = antialias_cpu.find_crossings(pos.detach().numpy(), tri.numpy(), tid.numpy(),
-                                                 rast[..., 2].detach().numpy(), topology.face_edges.numpy(),
-                                                 topology.edges.numpy(), topology.edge_opposite.numpy(),
-                                                 ((topology.edge_faces[:, 1] < 0) | topology.nonmanifold).numpy())
+            found = antialias_cpu.find_crossings(pos.detach().numpy(), tri.numpy(), rast.detach().numpy(),
+                                                 topology.face_edges.numpy(), topology.edges.numpy(),
+                                                 topology.edge_faces.numpy(), topology.edge_opposite.numpy(),
+                                                 ((topology.edge_faces[:, 1] < 0) | topology.nonmanifold).numpy(),
+                                                 _MAX_WALK)
             front, other, face, edge = (torch.from_numpy(a) for a in found)
         else:
+            tid = rast[..., 3].detach().to(torch.int64)
             depth = torch.where(tid > 0, rast[..., 2].detach(), torch.full_like(rast[..., 2], float("inf")))
-            sil = silhouette_edges(pos.detach(), topology)
-            front, other, face, edge = _find_crossings_torch(pos.detach(), tri, tid, depth, topology, sil)
+            sil = silhouette_edges(pos.detach().double(), topology)
+            front, other, face, edge = _find_crossings_torch(pos.detach().double(), tri, tid, depth, topology, sil)
     if front.numel() == 0:
         return color
 
