@@ -165,6 +165,9 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         fixed = _face_terms(ndc.detach())
     sx, sy = 2.0 / w, 2.0 / h
 
+    def pixel_index(fid, row, col):
+        return (row * w + col) if nb == 1 else ((fid // nf) * h + row) * w + col
+
     def centres(row, col):
         return (col.to(pos.dtype) + 0.5) * sx - 1.0, (row.to(pos.dtype) + 0.5) * sy - 1.0
 
@@ -174,13 +177,13 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         for fid, row, col in _fragment_chunks(tight, int(max_pairs)):
             px, py = centres(row, col)
             inside = _inside(fixed, fid, px, py)
-            covered[(((fid // nf) * h + row) * w + col)[inside]] = True
+            covered[pixel_index(fid, row, col)[inside]] = True
     # Pass 2 (grown boxes): log(1 - e_j) of the near pairs at uncovered pixels, summed per pixel; the
     # distances are found without gradient first so that autograd only sees the pairs that count.
     terms = _face_terms(ndc)
     log_sum = pos.new_zeros(nb * h * w)
     for fid, row, col in _fragment_chunks(grown, int(max_pairs)):
-        pix = ((fid // nf) * h + row) * w + col
+        pix = pixel_index(fid, row, col)
         keep = (~covered[pix]).nonzero().squeeze(1)
         fid, pix = fid[keep], pix[keep]
         px, py = centres(row[keep], col[keep])

@@ -321,9 +321,10 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip: MipStack | None = Non
     if mip is not None and tuple(mip.levels[0].shape) != tuple(ref.shape):
         raise InputError(f"mip was built from a texture of shape {tuple(mip.levels[0].shape)}, but tex has "
                          f"shape {tuple(ref.shape)}; rebuild it with build_mip(tex).")
+    dtype = mip.flat.dtype if mip is not None else ref.dtype
     nd = 3 if cube else 2
-    uv = float_tensor("uv", uv, f"[B,h,w,{nd}]", last_dim=nd, ndims=(4,), dtype=ref.dtype)
-    same_device(("tex", ref), ("uv", uv))
+    uv = float_tensor("uv", uv, f"[B,h,w,{nd}]", last_dim=nd, ndims=(4,), dtype=dtype)
+    same_device(("tex", ref), ("uv", uv), *((("mip", mip.flat),) if mip is not None else ()))
     bsz, h, w = uv.shape[:3]
     batched = ref.dim() == (5 if cube else 4)
     tb = ref.shape[0] if batched else 1
@@ -337,7 +338,7 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip: MipStack | None = Non
         if x is None:
             return None
         shape = f"[B,h,w,{last}]" if last else "[B,h,w]"
-        x = float_tensor(name, x, shape, last_dim=last, ndims=(4,) if last else (3,), dtype=ref.dtype)
+        x = float_tensor(name, x, shape, last_dim=last, ndims=(4,) if last else (3,), dtype=dtype)
         if tuple(x.shape[:3]) != (bsz, h, w):
             raise InputError(f"{name} must have shape {shape} matching uv {tuple(uv.shape)}; got {tuple(x.shape)}.")
         same_device(("uv", uv), (name, x))
@@ -385,7 +386,7 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip: MipStack | None = Non
         rows, weights = taps(0)
     else:
         if uv_da is not None:
-            lam = _level_from_derivatives(uv, uv_da, cube, int(heights[0]), int(widths[0]))
+            lam = _level_from_derivatives(uv.detach(), uv_da, cube, int(heights[0]), int(widths[0]))
             if bias is not None:
                 lam = lam + bias
         else:

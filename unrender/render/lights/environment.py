@@ -20,8 +20,11 @@ at the level whose texel solid angle matches the sample's, ``1 / (K pdf(l_k))`` 
 smooth result and each level costs ``6 R_i^2 K`` lookups, independent of ``R``.
 The chain has ``num_levels`` levels at roughness ``rho_i = rho_0 (1 / rho_0)^{i / (L-1)}``
 (geometric from ``rho_0 = 0.08`` to 1, so the lobe width grows about 2.7x per level) and
-resolution ``R_i = max(R >> i, min_res)``. Level 0 is ``base`` itself: at ``rho_0`` the GGX
-lobe is only a few texels wide, below the bilinear filter's footprint. A lookup at roughness
+resolution ``R_i = min(R, max(min_res, ceil(1.55 / alpha_i)))``: a texel (about ``2 / R_i`` rad)
+no wider than the lobe's half width at half maximum (``~1.29 alpha`` in reflected directions),
+so a level is never finer than its blur needs; this keeps the build cheap (R = 512: levels of
+89, 33, 16, 16, 16 texels). Level 0 is ``base`` itself: at ``rho_0`` the GGX lobe is only a
+few texels wide, below the bilinear filter's footprint. A lookup at roughness
 ``rho`` blends the two levels around ``i(rho) = log(rho / rho_0) / log(rho_1 / rho_0)``
 (linear in the level index, differentiable w.r.t. roughness).
 
@@ -107,7 +110,7 @@ class EnvironmentLight(Light):
     """
 
     def __init__(self, base=None, resolution: int = 512, init: float = 0.5, num_levels: int = 6, min_res: int = 16,
-                 diffuse_res: int = 16, num_samples: int = 16, lut_resolution: int = 128):
+                 diffuse_res: int = 16, num_samples: int = 12, lut_resolution: int = 128):
         super().__init__()
         if base is None:
             if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1:
@@ -165,6 +168,11 @@ class EnvironmentLight(Light):
         ratio = (1.0 / MIN_ROUGHNESS) ** (1.0 / (self.num_levels - 1))
         return [MIN_ROUGHNESS * ratio ** i for i in range(self.num_levels)]
 
+    def level_resolutions(self) -> list[int]:
+        """Face resolution ``R_i`` of each level of the specular chain (module docstring)."""
+        r = self.base.shape[1]
+        return [r] + [min(r, max(self.min_res, math.ceil(1.55 / rho ** 2))) for rho in self.level_roughness()[1:]]
+
     def _prefilter(self, stack, res: int, roughness: float) -> torch.Tensor:
         base = self.base
         dev, dt = base.device, base.dtype
@@ -213,13 +221,11 @@ class EnvironmentLight(Light):
             >>> light = EnvironmentLight(resolution=32, num_levels=3)
             >>> light.build()
             >>> [tuple(c.shape[1:3]) for c in light.specular]
-            [(32, 32), (16, 16), (16, 16)]
+            [(32, 32), (32, 32), (16, 16)]
         """
-        r = self.base.shape[1]
         stack = build_mip(self.base)
         chain = [self.base]
-        for i, rho in enumerate(self.level_roughness()[1:], start=1):
-            res = max(r >> i, min(self.min_res, r))
+        for res, rho in zip(self.level_resolutions()[1:], self.level_roughness()[1:]):
             chain.append(self._prefilter(stack, res, rho))
         self.specular = chain
         self.diffuse = self._irradiance_cube(stack)

@@ -1,0 +1,139 @@
+"""soft_silhouette: DIB-R aggregation vs a brute-force per-pixel computation, gradients, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unrender.errors import InputError
+from unrender.render.soft_silhouette import soft_silhouette
+
+
+def brute_distance(p, tri2d):
+    """Distance from point p to the filled 2D triangle (0 inside), by plain per-edge geometry."""
+    a, b, c = (np.asarray(v, dtype=np.float64) for v in tri2d)
+    signs = []
+    for u, v in ((a, b), (b, c), (c, a)):
+        signs.append((v[0] - u[0]) * (p[1] - u[1]) - (v[1] - u[1]) * (p[0] - u[0]))
+    if all(s >= 0 for s in signs) or all(s <= 0 for s in signs):
+        return 0.0
+    best = math.inf
+    for u, v in ((a, b), (b, c), (c, a)):
+        d = v - u
+        t = min(1.0, max(0.0, float(np.dot(p - u, d) / np.dot(d, d))))
+        best = min(best, float(np.linalg.norm(p - (u + t * d))))
+    return best
+
+
+def brute_silhouette(tris2d, h, w, delta, cutoff):
+    out = np.zeros((h, w))
+    for row in range(h):
+        for col in range(w):
+            p = np.array([2 * (col + 0.5) / w - 1, 2 * (row + 0.5) / h - 1])
+            prod = 1.0
+            for t in tris2d:
+                if brute_distance(p, t) == 0:  # inside a triangle: exactly 1
+                    prod = 0.0
+                    break
+                e = math.exp(-brute_distance(p, t) ** 2 / delta)
+                if e >= cutoff:
+                    prod *= max(1 - e, 1e-6)  # the documented clamp of 1 - e_j
+            out[row, col] = 1 - prod
+    return out
+
+
+def clip(xy, w=1.0, z=0.0):
+    return torch.tensor([[x * w, y * w, z, w] for x, y in xy], dtype=torch.float64)
+
+
+def test_single_triangle_matches_brute_force():
+    xy = [(-0.43, -0.52), (0.61, -0.31), (-0.12, 0.58)]
+    delta, cutoff = 4e-3, 1e-4
+    sil = soft_silhouette(clip(xy, w=2.0), torch.tensor([[0, 1, 2]]), (20, 24), delta=delta, cutoff=cutoff)[0]
+    ref = brute_silhouette([xy], 20, 24, delta, cutoff)
+    assert np.abs(sil.numpy() - ref).max() < 1e-9
+    inside = np.array([[brute_distance(np.array([2 * (c + 0.5) / 24 - 1, 2 * (r + 0.5) / 20 - 1]), xy) == 0
+                        for c in range(24)] for r in range(20)])
+    assert inside.sum() > 50 and (sil.numpy()[inside] == 1).all()
+    # outside, A = exp(-d^2 / delta) decays with distance and reaches 0 far away
+    assert ((sil.numpy()[~inside] < 1) & (sil.numpy()[~inside] >= 0)).all()
+    assert (sil.numpy() == 0).sum() > 50
+
+
+def test_two_faces_aggregate_as_a_product():
+    a = [(-0.8, -0.6), (-0.1, -0.6), (-0.45, 0.5)]
+    b = [(0.1, -0.2), (0.75, -0.3), (0.4, 0.71)]  # no pixel centre exactly on an edge
+    delta = 0.02
+    pos = torch.cat([clip(a), clip(b)])
+    sil = soft_silhouette(pos, torch.tensor([[0, 1, 2], [3, 4, 5]]), 16, delta=delta)[0].numpy()
+    ref = brute_silhouette([a, b], 16, 16, delta, 1e-4)
+    assert np.abs(sil - ref).max() < 1e-9
+    # between the faces both contribute: A = 1 - (1 - e_a)(1 - e_b) > max(e_a, e_b)
+    best = None
+    for r in range(16):
+        for c in range(16):
+            p = np.array([2 * (c + 0.5) / 16 - 1, 2 * (r + 0.5) / 16 - 1])
+            ea, eb = (math.exp(-brute_distance(p, t) ** 2 / delta) for t in (a, b))
+            if best is None or min(ea, eb) > best[0]:
+                best = (min(ea, eb), r, c, ea, eb)
+    m, r, c, ea, eb = best
+    assert 0.05 < m and max(ea, eb) < 1
+    assert sil[r, c] == pytest.approx(1 - (1 - ea) * (1 - eb), abs=1e-12) and sil[r, c] > max(ea, eb) + 0.01
+
+
+def test_gradcheck_float64():
+    pos = clip([(-0.4, -0.35), (0.45, -0.3), (-0.1, 0.5), (0.6, 0.55)], w=1.3)
+    pos[1, 3] = 1.1  # a non-uniform w, so the projection's derivative is exercised
+    pos.requires_grad_()
+    tri = torch.tensor([[0, 1, 2], [2, 1, 3]])
+    assert torch.autograd.gradcheck(lambda p: soft_silhouette(p, tri, (7, 9), delta=0.05), (pos,),
+                                     eps=1e-6, atol=1e-6)
+
+
+def test_gradient_pulls_the_edge_towards_a_target():
+    # A pixel just outside the right edge wants coverage: the gradient moves the right vertices right.
+    pos = clip([(-0.5, -0.5), (0.3, -0.5), (-0.5, 0.5), (0.3, 0.5)]).requires_grad_()
+    tri = torch.tensor([[0, 1, 2], [2, 1, 3]])
+    sil = soft_silhouette(pos, tri, 16)
+    (-sil[0, 8, 10]).backward()  # pixel centre x = 0.3125, just right of the edge x = 0.3
+    assert pos.grad[[1, 3], 0].sum() < 0 and pos.grad[[0, 2], 0].abs().sum() == 0
+
+
+def test_chunking_batch_and_cameras():
+    pos = clip([(-0.6, -0.5), (0.5, -0.4), (-0.1, 0.6), (0.7, 0.6)])
+    tri = torch.tensor([[0, 1, 2], [2, 1, 3]])
+    full = soft_silhouette(pos, tri, 24, delta=1e-3)
+    assert torch.equal(soft_silhouette(pos, tri, 24, delta=1e-3, max_pairs=5), full)
+    behind = pos.clone()
+    behind[:, 3] = -1.0  # every vertex behind the camera: nothing is drawn
+    batch = soft_silhouette(torch.stack([pos, behind]), tri, 24, delta=1e-3)
+    assert batch.shape == (2, 24, 24)
+    assert torch.equal(batch[0], full[0]) and (batch[1] == 0).all()
+    assert soft_silhouette(pos.float(), tri, 24).dtype == torch.float32
+
+
+def test_default_delta_spreads_one_to_two_pixels_at_256():
+    pos = clip([(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)])
+    sil = soft_silhouette(pos, torch.tensor([[0, 1, 2], [2, 1, 3]]), 256)[0]
+    row = sil[128]
+    edge_col = 192  # x = 0.5 is the left boundary of column 192
+    assert row[edge_col - 1] == 1
+    assert 0.3 < row[edge_col] < 0.95 and 0.01 < row[edge_col + 1] < 0.3 and row[edge_col + 4] < 1e-3
+
+
+def test_bad_input_raises():
+    pos = clip([(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5)])
+    tri = torch.tensor([[0, 1, 2]])
+    with pytest.raises(InputError):
+        soft_silhouette(pos[:, :3], tri, 16)
+    with pytest.raises(InputError):
+        soft_silhouette(pos, tri + 1, 16)
+    with pytest.raises(InputError):
+        soft_silhouette(pos, tri.float(), 16)
+    with pytest.raises(InputError):
+        soft_silhouette(pos, tri, 16, delta=0.0)
+    with pytest.raises(InputError):
+        soft_silhouette(pos, tri, 16, cutoff=1.5)
+    with pytest.raises(InputError):
+        soft_silhouette(pos, tri, (0, 16))
