@@ -183,7 +183,7 @@ class EnvironmentLight(Light):
         pdf = ggx_ndf(h[keep, 2], alpha) / 4.0                                       # pdf of l (v.h = n.h)
         omega_sample = 1.0 / (self.num_samples * pdf)
         omega_texel = 4.0 * math.pi / (6.0 * base.shape[1] ** 2)
-        lod = (0.5 * torch.log2(omega_sample / omega_texel) + 1.0).clamp_min(0.0)     # +1: Colbert & Krivanek
+        lod = (0.5 * torch.log2(omega_sample / omega_texel) + 0.0).clamp_min(0.0)     # +1: Colbert & Krivanek
         l = l[keep].to(device=dev, dtype=dt)
         w = l[:, 2]
         n = cube_directions(res, dev, dt)                                            # [6,r,r,3]
