@@ -88,6 +88,8 @@ def write_dataset(out: Path, mesh: Mesh, env: torch.Tensor, views: int, resoluti
                   extra: dict | None = None) -> None:
     """Render ``mesh`` under the lat-long ``env[H,W,3]`` into ``out`` (NeRF-synthetic layout + ``gt/``)."""
     light = EnvironmentLight.from_latlong(env, resolution=PROBE_RESOLUTION)
+    with torch.no_grad():
+        light.build()
     center, radius = _camera_radius(mesh)
     split_frames = {}
     cameras = {}
