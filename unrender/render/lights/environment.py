@@ -17,7 +17,14 @@ under Karis' ``n = v = r`` assumption:
 with ``h_k`` a fixed Hammersley set. Each sample reads the box-filtered mip pyramid of ``base``
 at the level whose texel solid angle matches the sample's, ``1 / (K pdf(l_k))`` with
 ``pdf = D / 4`` (filtered importance sampling, Colbert & Krivanek 2007), so few samples give a
-smooth result and each level costs ``6 R_i^2 K`` lookups, independent of ``R``.
+smooth result; ``K_i = max(num_samples, min(256, 2^17 / (6 R_i^2)))``, so coarse levels get
+more samples at the same cost. Where the level is coarse and its lobe wide enough that the
+dense sum is cheap (``6 R_i^2 x 6 S_i^2 <= 2^24``, ``S_i`` the coarsest pyramid resolution
+``>= 2 / alpha_i``, a texel no wider than ~0.8 of the lobe's half width) the integral is evaluated exactly instead, over all texels ``l_j`` of
+that pyramid level, with ``n.h = sqrt((1 + r.l) / 2)`` and exact texel solid angles ``dw_j``:
+
+    prefiltered(r, rho) = sum_j L_j D(h_j) (r.l_j)_+ dw_j / sum_j D(h_j) (r.l_j)_+ dw_j
+
 The chain has ``num_levels`` levels at roughness ``rho_i = rho_0 (1 / rho_0)^{i / (L-1)}``
 (geometric from ``rho_0 = 0.08`` to 1, so the lobe width grows about 2.7x per level) and
 resolution ``R_i = min(R, max(min_res, ceil(1.55 / alpha_i)))``: a texel (about ``2 / R_i`` rad)
@@ -173,17 +180,42 @@ class EnvironmentLight(Light):
         r = self.base.shape[1]
         return [r] + [min(r, max(self.min_res, math.ceil(1.55 / rho ** 2))) for rho in self.level_roughness()[1:]]
 
+    def _source_level(self, stack, need: int) -> int:
+        """Index of the coarsest pyramid level with at least ``need`` texels per face (0 if none)."""
+        ok = [i for i in range(stack.num_levels) if int(stack.heights[i]) >= need]
+        return ok[-1] if ok else 0
+
     def _prefilter(self, stack, res: int, roughness: float) -> torch.Tensor:
+        alpha = roughness ** 2
+        src = stack.levels[self._source_level(stack, math.ceil(2.0 / alpha))]
+        if (6 * res * res) * (6 * src.shape[1] ** 2) <= 1 << 24:
+            return self._prefilter_dense(src, res, alpha)
+        samples = max(self.num_samples, min(256, (1 << 17) // (6 * res * res)))
+        return self._prefilter_sampled(stack, res, alpha, samples)
+
+    def _prefilter_dense(self, src: torch.Tensor, res: int, alpha: float) -> torch.Tensor:
+        dev, dt = src.device, src.dtype
+        s = src.shape[1]
+        w_in = cube_directions(s, dev, dt).reshape(-1, 3)
+        d_omega = cube_texel_solid_angles(s, dev, dt).reshape(-1)
+        r = cube_directions(res, dev, dt).reshape(-1, 3)
+        c = r @ w_in.transpose(0, 1)                                                 # r.l  [No,Ni]
+        nh = torch.sqrt(((1.0 + c) * 0.5).clamp_min(0.0))
+        w = ggx_ndf(nh, torch.tensor(alpha, dtype=dt, device=dev)) * c.clamp_min(0.0) * d_omega
+        out = (w @ src.reshape(-1, src.shape[-1])) / w.sum(1, keepdim=True)
+        return out.reshape(6, res, res, src.shape[-1])
+
+    def _prefilter_sampled(self, stack, res: int, alpha: float, samples: int) -> torch.Tensor:
         base = self.base
         dev, dt = base.device, base.dtype
-        alpha = torch.tensor(roughness ** 2, dtype=torch.float64)
-        h = ggx_sample_half_vectors(hammersley(self.num_samples), alpha)             # [K,3], n = v = z
+        a = torch.tensor(alpha, dtype=torch.float64)
+        h = ggx_sample_half_vectors(hammersley(samples), a)                           # [K,3], n = v = z
         l = 2.0 * h[:, 2:3] * h - torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
         keep = l[:, 2] > 1e-6
-        pdf = ggx_ndf(h[keep, 2], alpha) / 4.0                                       # pdf of l (v.h = n.h)
-        omega_sample = 1.0 / (self.num_samples * pdf)
+        pdf = ggx_ndf(h[keep, 2], a) / 4.0                                           # pdf of l (v.h = n.h)
+        omega_sample = 1.0 / (samples * pdf)
         omega_texel = 4.0 * math.pi / (6.0 * base.shape[1] ** 2)
-        lod = (0.5 * torch.log2(omega_sample / omega_texel) + 0.0).clamp_min(0.0)     # +1: Colbert & Krivanek
+        lod = (0.5 * torch.log2(omega_sample / omega_texel)).clamp_min(0.0)
         l = l[keep].to(device=dev, dtype=dt)
         w = l[:, 2]
         n = cube_directions(res, dev, dt)                                            # [6,r,r,3]
