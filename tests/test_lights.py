@@ -117,7 +117,7 @@ def test_hammersley_and_lut_basics():
 def test_lut_matches_independent_integration(rough):
     # (A, B) from Hammersley importance sampling vs a dense quadrature of pbr_brdf's specular lobe:
     # F0 = 1 (white metal) integrates to A + B, F0 = 0 (black metal) to B.
-    nt, npf = 500, 1000
+    nt, npf = 400, 800
     th = (torch.arange(nt, dtype=F64) + 0.5) * (math.pi / 2 / nt)
     ph = (torch.arange(npf, dtype=F64) + 0.5) * (2 * math.pi / npf)
     th, ph = torch.meshgrid(th, ph, indexing="ij")
@@ -180,7 +180,7 @@ def test_prefiltered_level_matches_brute_force_convolution():
 
 def test_environment_gradcheck_base_and_normals():
     torch.manual_seed(0)
-    light = EnvironmentLight(torch.rand(6, 3, 3, 3, dtype=F64) + 0.1, num_levels=3, min_res=2, diffuse_res=2,
+    light = EnvironmentLight(torch.rand(6, 2, 2, 3, dtype=F64) + 0.1, num_levels=3, min_res=2, diffuse_res=2,
                              num_samples=4, lut_resolution=8)
     n = torch.nn.functional.normalize(torch.randn(3, 3, dtype=F64), dim=-1)
     v = torch.nn.functional.normalize(n + 0.5 * torch.randn(3, 3, dtype=F64), dim=-1)
@@ -192,7 +192,7 @@ def test_environment_gradcheck_base_and_normals():
         return light.shade(torch.zeros(3, 3, dtype=F64), n, v, *mat)
 
     base = light.base.detach().clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(shade_with_base, (base,))
+    assert torch.autograd.gradcheck(shade_with_base, (base,), fast_mode=True)
 
     light._parameters["base"] = torch.nn.Parameter(base.detach())
     light.build()
@@ -218,14 +218,14 @@ def test_environment_requires_fresh_build_and_converts():
 
 def test_environment_light_is_learnable():
     # fit the base map to a target irradiance through build() + irradiance(): gradients reach the map
-    target = EnvironmentLight(torch.rand(6, 8, 8, 3) * 2, diffuse_res=8)
+    target = EnvironmentLight(torch.rand(6, 4, 4, 3) * 2, diffuse_res=4, num_levels=2)
     target.build()
-    light = EnvironmentLight(resolution=8, diffuse_res=8)
+    light = EnvironmentLight(resolution=4, diffuse_res=4, num_levels=2)
     opt = torch.optim.Adam(light.parameters(), lr=0.05)
     n = torch.nn.functional.normalize(torch.randn(256, 3), dim=-1)
     want = target.irradiance(torch.zeros(256, 3), n).detach()
     first = None
-    for _ in range(30):
+    for _ in range(20):
         light.build()
         loss = (light.irradiance(torch.zeros(256, 3), n) - want).pow(2).mean()
         first = first if first is not None else loss.item()

@@ -253,7 +253,7 @@ class EnvironmentLight(Light):
             >>> light = EnvironmentLight(resolution=32, num_levels=3)
             >>> light.build()
             >>> [tuple(c.shape[1:3]) for c in light.specular]
-            [(32, 32), (32, 32), (16, 16)]
+            [(32, 32), (20, 20), (16, 16)]
         """
         stack = build_mip(self.base)
         chain = [self.base]

@@ -63,8 +63,8 @@ def sg_integral(sharpness, amplitude) -> torch.Tensor:
         ``[...,C]``.
 
     Example:
-        >>> sg_integral(torch.tensor([1e-6]), torch.tensor([[1.0]]))   # a constant: 4 pi
-        tensor([[12.5664]])
+        >>> sg_integral(torch.tensor([1e-3]), torch.tensor([[1.0]]))   # nearly constant: ~4 pi
+        tensor([[12.5538]])
     """
     lam = float_tensor("sharpness", sharpness, "[...]").clamp_min(_MIN_SHARPNESS)
     amplitude = float_tensor("amplitude", amplitude, "[...,C]")
@@ -132,7 +132,7 @@ class SphericalGaussianLight(Light):
     Example:
         >>> light = SphericalGaussianLight([[0.0, 0.0, 1.0]], [10.0], [[1.0, 1.0, 1.0]])
         >>> e = light.irradiance(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]))
-        >>> round(float(e[0, 0]), 2)   # ~ 2 pi / lambda (1 - 1 / lambda) for a sharp lobe along the normal
+        >>> round(e[0, 0].item(), 2)   # ~ 2 pi / lambda (1 - 1 / lambda) for a sharp lobe along the normal
         0.57
     """
 

@@ -72,7 +72,7 @@ def project_sh9(directions, values, weights=None) -> torch.Tensor:
     Example:
         >>> d = torch.nn.functional.normalize(torch.randn(20000, 3), dim=-1)
         >>> c = project_sh9(d, torch.ones(20000, 3))
-        >>> bool(abs(c[0, 0] - 2 * math.sqrt(math.pi)) < 1e-6)   # constant 1: c_00 = sqrt(4 pi)
+        >>> bool(abs(c[0, 0] - 2 * math.sqrt(math.pi)) < 1e-3)   # constant 1: c_00 = sqrt(4 pi)
         True
     """
     directions = float_tensor("directions", directions, "[N,3]", last_dim=3, ndims=(2,))
