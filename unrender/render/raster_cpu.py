@@ -280,3 +280,65 @@ def interpolate_backward(attr, rast, tri, grad):
     grast = np.zeros(rast.shape, dtype=rast.dtype)
     _interpolate_backward(attr, rast, tri, grad, chunks, gattr, grast)
     return gattr.sum(0).astype(attr.dtype), grast
+
+
+# --------------------------------------------------------------------------- screen-space derivatives
+@njit(parallel=True, cache=True)
+def _bary_derivatives(pos, tri, rast, out):  # pragma: no cover - compiled
+    nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
+    sx, sy = 2.0 / width, 2.0 / height
+    for task in prange(nb * height):
+        b, row = task // height, task % height
+        py = 2.0 * (row + 0.5) / height - 1.0
+        for col in range(width):
+            t = int(rast[b, row, col, 3]) - 1
+            if t < 0:
+                continue
+            px = 2.0 * (col + 0.5) / width - 1.0
+            x0, y0, z0, w0, x1, y1, z1, w1, x2, y2, z2, w2, d0, d1, d2 = _pixel_terms(pos, tri, b, t, px, py)
+            s = d0 + d1 + d2
+            # c_i.x and c_i.y of the edge functions: d D_i / d p
+            c0x, c0y, _ = _cross(x1, y1, w1, x2, y2, w2)
+            c1x, c1y, _ = _cross(x2, y2, w2, x0, y0, w0)
+            c2x, c2y, _ = _cross(x0, y0, w0, x1, y1, w1)
+            sumx, sumy = c0x + c1x + c2x, c0y + c1y + c2y
+            b0, b1 = d0 / s, d1 / s
+            out[b, row, col, 0] = (c0x - b0 * sumx) / s * sx
+            out[b, row, col, 1] = (c0y - b0 * sumy) / s * sy
+            out[b, row, col, 2] = (c1x - b1 * sumx) / s * sx
+            out[b, row, col, 3] = (c1y - b1 * sumy) / s * sy
+
+
+@njit(parallel=True, cache=True)
+def _interpolate_derivatives(attr, rast, tri, rast_db, out):  # pragma: no cover - compiled
+    nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
+    shared = attr.shape[0] == 1
+    nc = attr.shape[2]
+    for task in prange(nb * height):
+        b, row = task // height, task % height
+        ab = 0 if shared else b
+        for col in range(width):
+            t = int(rast[b, row, col, 3]) - 1
+            if t < 0:
+                continue
+            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+            dux, duy, dvx, dvy = rast_db[b, row, col, 0], rast_db[b, row, col, 1], rast_db[b, row, col, 2], rast_db[b, row, col, 3]
+            for c in range(nc):
+                a2 = attr[ab, i2, c]
+                e0, e1 = attr[ab, i0, c] - a2, attr[ab, i1, c] - a2
+                out[b, row, col, 2 * c] = e0 * dux + e1 * dvx
+                out[b, row, col, 2 * c + 1] = e0 * duy + e1 * dvy
+
+
+def barycentric_derivatives(pos: np.ndarray, tri: np.ndarray, rast: np.ndarray) -> np.ndarray:
+    """``rast_db[B,H,W,4]`` (du/dX, du/dY, dv/dX, dv/dY) for ``pos[B,V,4]`` (see rasterize.py)."""
+    out = np.zeros(rast.shape, dtype=rast.dtype)
+    _bary_derivatives(pos, tri, rast, out)
+    return out
+
+
+def interpolate_derivatives(attr: np.ndarray, rast: np.ndarray, tri: np.ndarray, rast_db: np.ndarray) -> np.ndarray:
+    """``[B,H,W,2C]`` screen-space derivatives of ``attr[1 or B,V,C]`` (no gradient)."""
+    out = np.zeros(rast.shape[:3] + (2 * attr.shape[2],), dtype=np.result_type(attr.dtype, rast.dtype))
+    _interpolate_derivatives(attr, rast, tri, rast_db, out)
+    return out

@@ -252,6 +252,9 @@ def barycentric_derivatives(pos, tri, rast) -> torch.Tensor:
         bsz, h, w = rast.shape[:3]
         if pos.shape[0] == 1 and bsz > 1:
             pos = pos.expand(bsz, -1, -1)
+        if raster_cpu is not None and rast.device.type == "cpu":
+            return torch.from_numpy(raster_cpu.barycentric_derivatives(
+                pos.contiguous().numpy(), tri.numpy(), rast.to(pos.dtype).numpy())).to(rast.dtype)
         tri_id = rast[..., 3].long()
         idx, row_f, row, col = _covered(tri_id, tri.shape[0])
         out = rast.new_zeros(bsz * h * w, 4)
@@ -273,14 +276,26 @@ def interpolate_derivatives(attr, rast, tri, rast_db) -> torch.Tensor:
     """Screen-space derivatives of interpolated attributes, ``[B,H,W,2C]`` ordered (da_0/dX, da_0/dY, ...).
 
     ``da/dX = (a_0 - a_2) du/dX + (a_1 - a_2) dv/dX``; e.g. for uvs this is the ``uv_da`` that
-    :func:`unrender.render.texture` uses for mip-level selection.
+    :func:`unrender.render.texture` uses for mip-level selection. Differentiable (pure torch) when an input
+    requires grad; otherwise computed by the compiled kernel on CPU.
 
     Args:
         attr: ``[B,V,C]`` or ``[V,C]``; rast: ``[B,H,W,4]``; tri: ``[F,3]``;
         rast_db: ``[B,H,W,4]`` from :func:`barycentric_derivatives`.
     """
-    flat, rast, rows, mask = _prepare_attr(attr, rast, tri)
     rast_db = float_tensor("rast_db", rast_db, "[B,H,W,4]", last_dim=4, ndims=(4,))
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (attr, rast, rast_db))
+    if raster_cpu is not None and rast.device.type == "cpu" and not needs_grad:
+        attr_c = float_tensor("attr", attr, "[B,V,C] or [V,C]", ndims=(2, 3))
+        attr_c = attr_c[None] if attr_c.dim() == 2 else attr_c
+        rast_c = _check_rast(rast).to(attr_c.dtype)
+        if attr_c.shape[0] not in (1, rast_c.shape[0]):
+            raise InputError(f"attr has batch {attr_c.shape[0]} but rast has batch {rast_c.shape[0]}.")
+        tri_c = index_tensor("tri", tri, "[F,3]", last_dim=3, num_vertices=attr_c.shape[1])
+        return torch.from_numpy(raster_cpu.interpolate_derivatives(
+            attr_c.numpy(), rast_c.numpy(), tri_c.numpy(), rast_db.to(attr_c.dtype).numpy()))
+    flat, rast, rows, mask = _prepare_attr(attr, rast, tri)
     a = flat[rows]
     e0, e1 = a[..., 0, :] - a[..., 2, :], a[..., 1, :] - a[..., 2, :]
     ddx = e0 * rast_db[..., 0:1] + e1 * rast_db[..., 2:3]

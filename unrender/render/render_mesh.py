@@ -60,7 +60,9 @@ def _material_maps(mesh: Mesh, rast, pos, uv_rows, n_pix):
         if mesh.uvs is None:
             raise InputError("the mesh's material has textures but the mesh has no uvs; unwrap it first.")
         uv = interpolate(mesh.uvs, rast, mesh.uv_faces)
-        uv_da = interpolate_derivatives(mesh.uvs, rast, mesh.uv_faces, barycentric_derivatives(pos, mesh.faces, rast))
+        with torch.no_grad():  # only selects mip levels
+            uv_da = interpolate_derivatives(mesh.uvs, rast, mesh.uv_faces,
+                                            barycentric_derivatives(pos, mesh.faces, rast))
 
     def lookup(tex):
         out = texture(tex, uv, uv_da=uv_da, filter="linear-mipmap-linear", boundary="wrap")

@@ -29,74 +29,32 @@ _MODES = ("wrap", "clamp")
 
 try:  # numba is a dependency; the pure-torch tap gather keeps working (and is the CUDA path) without it
     import numba
-    from numba import njit, prange
+
+    from . import texture_cpu
 except Exception:  # noqa: BLE001
-    numba = None
+    numba = texture_cpu = None
 
 USE_NUMBA = numba is not None  # module switch, so tests can compare both paths
 
 
-if numba is not None:
-    @njit(parallel=True, cache=True)
-    def _nb_gather(table, rows, weights, out):  # pragma: no cover - compiled
-        k_n, n_n = rows.shape
-        c_n = table.shape[1]
-        for n in prange(n_n):
-            for c in range(c_n):
-                out[n, c] = 0.0
-            for k in range(k_n):
-                r = rows[k, n]
-                w = weights[k, n]
-                for c in range(c_n):
-                    out[n, c] += w * table[r, c]
-
-    @njit(cache=True)
-    def _nb_scatter(rows, weights, grad, gtable):  # pragma: no cover - compiled
-        # serial on purpose: taps of neighbouring pixels hit the same texels
-        k_n, n_n = rows.shape
-        c_n = grad.shape[1]
-        for n in range(n_n):
-            for k in range(k_n):
-                r = rows[k, n]
-                w = weights[k, n]
-                for c in range(c_n):
-                    gtable[r, c] += w * grad[n, c]
-
-    @njit(parallel=True, cache=True)
-    def _nb_dot(table, rows, grad, gweights):  # pragma: no cover - compiled
-        k_n, n_n = rows.shape
-        c_n = table.shape[1]
-        for n in prange(n_n):
-            for k in range(k_n):
-                r = rows[k, n]
-                acc = 0.0
-                for c in range(c_n):
-                    acc += table[r, c] * grad[n, c]
-                gweights[k, n] = acc
-
-
 def _compiled(*tensors) -> bool:
-    return USE_NUMBA and all(t.device.type == "cpu" for t in tensors)
+    return USE_NUMBA and all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
 
 
 class _TapGather(torch.autograd.Function):
     """``out[N,C] = sum_k weights[k,N] * table[rows[k,N]]``; gradients to ``table`` and ``weights``.
 
     Backward: ``grad_table[rows[k,n]] += weights[k,n] * grad[n]``,
-    ``grad_weights[k,n] = <table[rows[k,n]], grad[n]>``. On CPU the three loops are compiled
-    with numba (one pass, no ``[K,N,C]`` temporaries); elsewhere they are torch gathers/scatters.
+    ``grad_weights[k,n] = <table[rows[k,n]], grad[n]>``. The reference (and non-CPU) path; on CPU
+    :func:`texture` uses the fused kernels of :mod:`.texture_cpu` instead.
     """
 
     @staticmethod
     def forward(ctx, table, rows, weights):
         k, n = rows.shape
         rows, weights = rows.contiguous(), weights.contiguous()
-        if _compiled(table):
-            out = table.new_empty(n, table.shape[1])
-            _nb_gather(table.detach().numpy(), rows.numpy(), weights.detach().numpy(), out.numpy())
-        else:
-            vals = table.index_select(0, rows.reshape(-1)).view(k, n, -1)
-            out = torch.einsum("knc,kn->nc", vals, weights)
+        vals = table.index_select(0, rows.reshape(-1)).view(k, n, -1)
+        out = torch.einsum("knc,kn->nc", vals, weights)
         ctx.save_for_backward(table, rows, weights)
         return out
 
@@ -106,22 +64,14 @@ class _TapGather(torch.autograd.Function):
         table, rows, weights = ctx.saved_tensors
         grad = grad.contiguous().to(table.dtype)
         k, n = rows.shape
-        fast = _compiled(table)
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
             grad_table = torch.zeros_like(table)
-            if fast:
-                _nb_scatter(rows.numpy(), weights.detach().numpy(), grad.numpy(), grad_table.numpy())
-            else:
-                src = (weights[:, :, None] * grad[None]).reshape(k * n, -1)
-                grad_table.index_add_(0, rows.reshape(-1), src)
+            src = (weights[:, :, None] * grad[None]).reshape(k * n, -1)
+            grad_table.index_add_(0, rows.reshape(-1), src)
         if ctx.needs_input_grad[2]:
-            if fast:
-                grad_weights = weights.new_empty(k, n)
-                _nb_dot(table.detach().numpy(), rows.numpy(), grad.numpy(), grad_weights.numpy())
-            else:
-                vals = table.index_select(0, rows.reshape(-1)).view(k, n, -1)
-                grad_weights = torch.einsum("knc,nc->kn", vals, grad)
+            vals = table.index_select(0, rows.reshape(-1)).view(k, n, -1)
+            grad_weights = torch.einsum("knc,nc->kn", vals, grad)
         return grad_table, None, grad_weights
 
 
@@ -370,12 +320,22 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip: MipStack | None = Non
     lay = _Layout(table.reshape(-1, c), offsets, heights, widths, img0, per_img)
 
     n_lev = offsets.shape[0] if max_mip_level is None else min(offsets.shape[0], int(max_mip_level) + 1)
+    nearest = filter == "nearest"
+    if _compiled(lay.table, uv):
+        lmode = 0 if (not mipmapped or n_lev == 1) else (1 if filter == "linear-mipmap-nearest" else 2)
+        geom = texture_cpu.Geometry(cube, offsets[:n_lev].numpy(), heights[:n_lev].numpy(),
+                                    widths[:n_lev].numpy(), h * w, per_img * (6 if cube else 1) if tb == bsz else 0,
+                                    per_img, lmode, nearest, wrap_u, wrap_v, lay.table.dtype)
+        pts = uv.reshape(-1, nd)
+        da = uv_da.reshape(-1, uv_da.shape[-1]) if (lmode and uv_da is not None) else None
+        bs = bias.reshape(-1) if (lmode and bias is not None) else None
+        out = texture_cpu.SampleCPU.apply(lay.table, pts.detach() if nearest else pts, da, bs, geom)
+        return out.reshape(bsz, h, w, c)
     pts = uv.reshape(bsz, h * w, nd)
     if cube:
         face, s, t = dir_to_face(pts)
     else:
         face, s, t = None, pts[..., 0], pts[..., 1]
-    nearest = filter == "nearest"
 
     def taps(lvl):
         if cube:

@@ -288,11 +288,15 @@ class EnvironmentLight(Light):
         rough = float_tensor("roughness", roughness, "[...,1]", dtype=d.dtype).clamp(MIN_ROUGHNESS, 1.0)
         step = math.log(self.level_roughness()[1] / MIN_ROUGHNESS)
         f = torch.log(rough / MIN_ROUGHNESS) / step                                  # [...,1] in [0, L-1]
-        out = 0.0
+        flat_d, flat_f = d.reshape(-1, 3), f.reshape(-1, 1)
+        out = flat_d.new_zeros(flat_d.shape)
         for i, cube in enumerate(self.specular):
-            w = (1.0 - (f - i).abs()).clamp_min(0.0)
-            out = out + w * _lookup(cube, d).to(d.dtype)
-        return out
+            w = (1.0 - (flat_f - i).abs()).clamp_min(0.0)
+            # Each direction touches only the two levels around its roughness: look up just those.
+            rows = (w[:, 0] > 0).nonzero().squeeze(1)
+            if rows.numel():
+                out = out.index_add(0, rows, w[rows] * _lookup(cube, flat_d[rows]).to(d.dtype))
+        return out.reshape(d.shape)
 
     def shade(self, points, normals, view_dirs, base_color, roughness, metallic, occlusion=None) -> torch.Tensor:
         """``[...,3] = occlusion (kd / pi E(n) + prefiltered(r, rho) (F0 A + B))`` (module docstring).
