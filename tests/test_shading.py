@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unrender.errors import InputError
-from unrender.render.color import linear_to_srgb, log_tonemap, srgb_to_linear, tonemap_aces, tonemap_reinhard
+from unrender.color import linear_to_srgb, log_tonemap, srgb_to_linear, tonemap_aces, tonemap_reinhard
 from unrender.render.shading.bsdf import (fresnel_schlick, ggx_ndf, lambert, pbr_brdf, smith_g1, smith_g_correlated,
                                           unpack_orm)
 from unrender.render.shading.normal_map import perturb_normal

@@ -27,7 +27,7 @@ from ..errors import DataError, InputError
 from ..io.images import read_hdr, write_hdr
 from ..io.mesh_files import load_mesh, save_mesh
 from ..mesh import Mesh
-from ..render.color import linear_to_srgb
+from ..color import linear_to_srgb
 from ..render.lights.environment import EnvironmentLight
 from ..render.render_mesh import render_mesh
 from .nerf_synthetic import write_nerf_synthetic

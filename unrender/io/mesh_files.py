@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import DataError, InputError
 from ..mesh import Mesh, PBRMaterial
 from .images import read_image, write_png
@@ -38,18 +39,6 @@ MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf")
 
 
 # --------------------------------------------------------------------------------------- colour
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded values ``[...]`` in [0,1] to linear (IEC 61966-2-1 piecewise curve)."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear values ``[...]`` to sRGB encoding in [0,1] (inverse of :func:`srgb_to_linear`)."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055)
 
 
 def texture_from_file_image(img: torch.Tensor, kind: str) -> torch.Tensor:
@@ -71,7 +60,7 @@ def texture_to_file_image(tex: torch.Tensor, kind: str) -> torch.Tensor:
     """Inverse of :func:`texture_from_file_image`: texture ``[H,W,C]`` to a file image in [0,1], row 0 = top."""
     tex = tex.detach().to("cpu", torch.float32)
     if kind == "base_color":
-        rgb = linear_to_srgb(tex[..., :3])
+        rgb = linear_to_srgb(tex[..., :3].clamp(0.0, 1.0))
         img = torch.cat([rgb, tex[..., 3:4].clamp(0, 1)], dim=-1) if tex.shape[-1] == 4 else rgb
     elif kind == "orm":
         img = tex[..., :3].clamp(0.0, 1.0)
@@ -360,7 +349,7 @@ def _write_obj(mesh: Mesh, p: Path) -> list[Path]:
     mtl_path = p.with_suffix(".mtl")
     lines.append(f"mtllib {mtl_path.name}\n")
     if mesh.vertex_colors is not None:
-        c = linear_to_srgb(mesh.vertex_colors.detach().cpu().float()).double().numpy()
+        c = linear_to_srgb(mesh.vertex_colors.detach().cpu().float().clamp(0.0, 1.0)).double().numpy()
         lines.append(_fmt_rows("v", np.concatenate([v, c], axis=1)))
     else:
         lines.append(_fmt_rows("v", v))
@@ -386,7 +375,7 @@ def _write_obj(mesh: Mesh, p: Path) -> list[Path]:
     p.write_text("".join(lines), encoding="utf-8")
 
     mat = mat if mat is not None else PBRMaterial()
-    kd = linear_to_srgb(torch.as_tensor(mat.base_color_factor, dtype=torch.float32).detach().cpu()[:3]).tolist()
+    kd = linear_to_srgb(torch.as_tensor(mat.base_color_factor, dtype=torch.float32).detach().cpu()[:3].clamp(0.0, 1.0)).tolist()
     mtl = ["# written by unrender\n", "newmtl defaultMat\n", "bsdf pbr\n",
            "Kd %.6g %.6g %.6g\n" % tuple(kd if mat.base_color is None else [1.0, 1.0, 1.0]),
            "Ks 0 %.6g %.6g\n" % (float(mat.roughness_factor), float(mat.metallic_factor))]
@@ -435,7 +424,7 @@ def _write_ply(mesh: Mesh, p: Path) -> list[Path]:
         cols += [("s", "<f4"), ("t", "<f4")]
         data.update(s=uv[:, 0], t=uv[:, 1])
     if mesh.vertex_colors is not None:
-        c = np.round(linear_to_srgb(mesh.vertex_colors.detach().cpu().float()).numpy()[ids] * 255).astype(np.uint8)
+        c = np.round(linear_to_srgb(mesh.vertex_colors.detach().cpu().float().clamp(0.0, 1.0)).numpy()[ids] * 255).astype(np.uint8)
         cols += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
         data.update(red=c[:, 0], green=c[:, 1], blue=c[:, 2])
     verts = np.zeros(n, dtype=cols)

@@ -20,10 +20,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..checks import float_tensor
 from ..errors import InputError
+
+try:  # numba is a dependency; the torch ops below are the reference and the non-CPU path
+    from . import texture_cpu as _cpu
+except Exception:  # noqa: BLE001
+    _cpu = None
+
+USE_NUMBA = _cpu is not None  # module switch, so tests can compare both paths
+
+
+def _compiled(x: torch.Tensor) -> bool:
+    return USE_NUMBA and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 @dataclass
@@ -120,18 +132,25 @@ def build_mip(tex, max_mip_level: int | None = None) -> MipStack:
         raise InputError(f"tex must be non-empty; got shape {tuple(tex.shape)}.")
     n = tex.numel() // (h * w * c)
     cur = tex.reshape(n, h, w, c)
-    parts = [cur.reshape(n, h * w, c)]
     sizes = [(h, w)]
     limit = float("inf") if max_mip_level is None else int(max_mip_level)
-    while (cur.shape[1] > 1 or cur.shape[2] > 1) and len(sizes) - 1 < limit:
-        cur = downsample(cur)
-        sizes.append((cur.shape[1], cur.shape[2]))
-        parts.append(cur.reshape(n, -1, c))
-    flat = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    while (sizes[-1][0] > 1 or sizes[-1][1] > 1) and len(sizes) - 1 < limit:
+        sizes.append((max(1, sizes[-1][0] // 2), max(1, sizes[-1][1] // 2)))
     counts = [hh * ww for hh, ww in sizes]
     offs = [0]
     for k in counts[:-1]:
         offs.append(offs[-1] + k)
+    even = all(s % 2 == 0 or s == 1 for hh, ww in sizes[:-1] for s in (hh, ww))
+    if even and _compiled(tex):  # one fused pass per level, and its transpose for the gradient
+        flat = _cpu.BuildMipCPU.apply(cur, np.array(offs, dtype=np.int64),
+                                      np.array([s[0] for s in sizes], dtype=np.int64),
+                                      np.array([s[1] for s in sizes], dtype=np.int64))
+    else:
+        parts = [cur.reshape(n, h * w, c)]
+        for _ in sizes[1:]:
+            cur = downsample(cur)
+            parts.append(cur.reshape(n, -1, c))
+        flat = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
     levels = [flat[:, o:o + k].reshape(lead + (hh, ww, c)) for o, k, (hh, ww) in zip(offs, counts, sizes)]
     as_long = dict(dtype=torch.int64, device=tex.device)
     return MipStack(levels=levels, flat=flat, offsets=torch.tensor(offs, **as_long),

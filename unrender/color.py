@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import float_tensor
+from .checks import float_tensor
 
 _SRGB_KNEE = 0.04045          # encoded value where the linear segment meets the power curve
 _LINEAR_KNEE = 0.0031308      # the same point in linear units (0.04045 / 12.92)
