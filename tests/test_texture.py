@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
 import pytest
 import torch
 
-import unrender.render.texture as texmod
 from unrender.errors import InputError
 from unrender.render.cubemap import (cube_directions, cube_to_latlong, dir_to_face, dir_to_latlong,
                                      latlong_directions, latlong_to_cube)
 from unrender.render.mipmap import build_mip, downsample
 from unrender.render.texture import texture
 
+texmod = importlib.import_module("unrender.render.texture")  # the package re-exports a function of that name
 BACKENDS = [False] + ([True] if texmod.numba is not None else [])
 
 
@@ -360,3 +361,124 @@ def test_prebuilt_mip_gradient_reaches_texture():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(InputError, match=name):
         call()
+
+
+# ---------------------------------------------------------------- compiled CPU kernels vs the torch path
+
+_mipmod = importlib.import_module("unrender.render.mipmap")
+_needs_numba = pytest.mark.skipif(texmod.numba is None, reason="numba is not installed")
+
+
+def _both_paths(monkeypatch, fn, *inputs):
+    """``(value, grads)`` of ``fn(*inputs)`` with the torch path and with the compiled kernels."""
+    results = []
+    for use in (False, True):
+        monkeypatch.setattr(texmod, "USE_NUMBA", use)
+        monkeypatch.setattr(_mipmod, "USE_NUMBA", use)
+        xs = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+        out = fn(*xs)
+        g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+        out.backward(g)
+        results.append((out.detach(), [x.grad for x in xs if x.requires_grad]))
+    return results
+
+
+@_needs_numba
+@pytest.mark.parametrize("filt", ["nearest", "linear", "linear-mipmap-nearest", "linear-mipmap-linear"])
+@pytest.mark.parametrize("boundary", ["wrap", "clamp", ("wrap", "clamp")])
+@pytest.mark.parametrize("batched", [False, True])
+def test_cpu_kernels_match_torch_path_2d(monkeypatch, filt, boundary, batched):
+    gen = torch.Generator().manual_seed(20)
+    tex = torch.rand((2, 16, 8, 3) if batched else (16, 8, 3), generator=gen, dtype=torch.float64, requires_grad=True)
+    uv = (torch.rand(2, 5, 7, 2, generator=gen, dtype=torch.float64) * 3 - 1).requires_grad_(filt != "nearest")
+    da = torch.rand(2, 5, 7, 4, generator=gen, dtype=torch.float64) * 0.4
+    bias = torch.rand(2, 5, 7, generator=gen, dtype=torch.float64) * 2 - 0.5
+    kw = dict(uv_da=da, mip_level_bias=bias) if filt.startswith("linear-mipmap") else {}
+    (a, ga), (b, gb) = _both_paths(monkeypatch, lambda t, u: texture(t, u, filter=filt, boundary=boundary, **kw),
+                                   tex, uv)
+    torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    for x, y in zip(gb, ga):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+
+
+@_needs_numba
+@pytest.mark.parametrize("filt", ["nearest", "linear", "linear-mipmap-linear"])
+def test_cpu_kernels_match_torch_path_cube(monkeypatch, filt):
+    gen = torch.Generator().manual_seed(21)
+    cube = torch.rand(2, 6, 8, 8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(2, 9, 11, 3, generator=gen, dtype=torch.float64)
+    d[0, 0, :6] = torch.tensor([[1, 1, 0.3], [-1, 0.2, -1], [0.5, -1, -1], [1, 1, 1], [0, 0, 0], [0.3, 2, 0]],
+                               dtype=torch.float64)  # edges, a corner, the zero direction, an axis-aligned face
+    d.requires_grad_(filt != "nearest")
+    da = torch.randn(2, 9, 11, 6, generator=gen, dtype=torch.float64) * 0.2
+    kw = dict(uv_da=da) if filt.startswith("linear-mipmap") else {}
+    (a, ga), (b, gb) = _both_paths(monkeypatch, lambda c, x: texture(c, x, boundary="cube", filter=filt, **kw),
+                                   cube, d)
+    torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    for x, y in zip(gb, ga):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+
+
+@_needs_numba
+def test_cpu_kernels_gradcheck(monkeypatch):
+    monkeypatch.setattr(texmod, "USE_NUMBA", True)
+    gen = torch.Generator().manual_seed(22)
+    tex = torch.rand(2, 8, 8, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    uv = torch.tensor([0.37, 0.61], dtype=torch.float64) + 0.031 * torch.arange(12.0).reshape(2, 2, 3, 1)
+    uv = uv.to(torch.float64).requires_grad_()
+    da = torch.zeros(2, 2, 3, 4, dtype=torch.float64)
+    da[..., 0], da[..., 3] = 2.6 / 8, 1.3 / 8
+    for boundary in ("wrap", "clamp"):
+        assert _gradcheck(lambda t, u: texture(t, u, uv_da=da, boundary=boundary), tex, uv)
+    bias = torch.full((2, 2, 3), 1.2, dtype=torch.float64)
+    assert _gradcheck(lambda t, u: texture(t, u, mip_level_bias=bias, filter="linear-mipmap-nearest"), tex, uv)
+    cube = torch.rand(6, 6, 6, 2, generator=gen, dtype=torch.float64, requires_grad=True)  # levels 6, 3, 1
+    d = torch.tensor([[0.3, 0.8, -0.2], [1.0, -0.45, 0.1], [-0.1, 0.2, -0.9], [0.93, 0.07, 0.95]],
+                     dtype=torch.float64).reshape(1, 1, 4, 3).requires_grad_()
+    cbias = torch.full((1, 1, 4), 0.6, dtype=torch.float64)
+    assert _gradcheck(lambda c, x: texture(c, x, boundary="cube", mip_level_bias=cbias), cube, d)
+
+
+@_needs_numba
+def test_cpu_kernels_deterministic_and_compact_uv(monkeypatch):
+    monkeypatch.setattr(texmod, "USE_NUMBA", True)
+    gen = torch.Generator().manual_seed(23)
+    tex = torch.rand(64, 64, 3, generator=gen)
+    uv = torch.rand(1, 40000, 1, 2, generator=gen)  # a compact list of covered pixels; many hit the same texels
+    da = torch.full((1, 40000, 1, 4), 1.5 / 64)
+    grads = []
+    for _ in range(3):
+        t, u = tex.clone().requires_grad_(), uv.clone().requires_grad_()
+        out = texture(t, u, uv_da=da)
+        out.backward(torch.ones_like(out))
+        grads.append((out, t.grad, u.grad))
+    for a, b in zip(grads[0], grads[1]):
+        assert torch.equal(a, b)
+    for a, b in zip(grads[0], grads[2]):
+        assert torch.equal(a, b)
+    # pixels whose output gradient is zero (skipped by the kernels) get a zero uv gradient
+    t, u = tex.clone().requires_grad_(), uv.clone().requires_grad_()
+    texture(t, u, uv_da=da)[:, :100].sum().backward()
+    assert bool((u.grad[:, 100:] == 0).all()) and bool((u.grad[:, :100] != 0).any())
+
+
+@_needs_numba
+@pytest.mark.parametrize("shape", [(2, 16, 8, 3), (6, 8, 8, 2), (7, 3, 2), (4, 1, 1)])
+def test_mip_kernels_match_torch(monkeypatch, shape):
+    gen = torch.Generator().manual_seed(24)
+    tex = torch.rand(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def fn(t):
+        stack = build_mip(t)
+        return torch.cat([lv.reshape(-1) for lv in stack.levels]), stack.flat
+    results = []
+    for use in (False, True):
+        monkeypatch.setattr(_mipmod, "USE_NUMBA", use)
+        t = tex.detach().clone().requires_grad_()
+        out, flat = fn(t)
+        (out * torch.arange(out.numel(), dtype=out.dtype)).sum().backward()
+        results.append((out.detach(), t.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(_mipmod, "USE_NUMBA", True)
+    assert _gradcheck(lambda t: build_mip(t).flat, tex)

@@ -11,6 +11,11 @@ is one custom autograd function (:class:`_TapGather`) whose backward scatters
 to level 0) and returns ``<table[row_k], grad_out>`` for the weights; the weights are ordinary
 autograd expressions of ``uv``, which gives the gradient w.r.t. ``uv``. Tap addresses and the
 mip level are not differentiable (as in nvdiffrast).
+
+On CPU (float32/float64, numba available, ``USE_NUMBA``) the same filters run as fused kernels
+(:mod:`.texture_cpu`): taps, weights and level come straight from ``uv`` per pixel, the backward
+returns the analytic ``uv`` gradient and a deterministic parallel scatter into the table. The tap
+gather above is the reference and the path for other devices; the tests compare the two.
 """
 
 from __future__ import annotations

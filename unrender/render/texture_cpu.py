@@ -55,8 +55,14 @@ def _sgn(v, s):  # pragma: no cover - compiled
 
 @njit(cache=True, inline="always")
 def _fix(i, n, wrap):  # pragma: no cover - compiled
-    if wrap:
-        return i % n
+    if wrap:  # an integer division only when the tap is more than one period away
+        if i < 0:
+            i += n
+            return i if i >= 0 else i % n
+        if i >= n:
+            i -= n
+            return i if i < n else i % n
+        return i
     if i < 0:
         return 0
     if i > n - 1:
@@ -122,62 +128,114 @@ def _nonzero_row(grad, p):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw):  # pragma: no cover - compiled
+def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, first, nc):  # pragma: no cover - compiled
     gx = 1 - fx
     gy = 1 - fy
     w00 = gx * gy * lw
     w01 = fx * gy * lw
     w10 = gx * fy * lw
     w11 = fx * fy * lw
-    for c in range(table.shape[1]):
-        out[p, c] += w00 * table[r00, c] + w01 * table[r01, c] + w10 * table[r10, c] + w11 * table[r11, c]
+    for c in range(nc):
+        val = w00 * table[r00, c] + w01 * table[r01, c] + w10 * table[r10, c] + w11 * table[r11, c]
+        if first:
+            out[p, c] = val
+        else:
+            out[p, c] += val
 
 
 @njit(cache=True, inline="always")
-def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw):  # pragma: no cover - compiled
+def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc):  # pragma: no cover - compiled
     """Scatter ``w_k lw g`` to the four taps; return ``(d/dfx, d/dfy)`` of ``<out, g>`` (times lw)."""
     gx = 1 - fx
     gy = 1 - fy
     dfx = 0.0
     dfy = 0.0
-    for c in range(table.shape[1]):
+    for c in range(nc):
         g = grad[p, c]
         t00, t01, t10, t11 = table[r00, c], table[r01, c], table[r10, c], table[r11, c]
         dfx += g * (gy * (t01 - t00) + fy * (t11 - t10))
         dfy += g * (gx * (t10 - t00) + fx * (t11 - t01))
-        if need_tab:
-            gl = g * lw
-            acc[r00, c] += gx * gy * gl
-            acc[r01, c] += fx * gy * gl
-            acc[r10, c] += gx * fy * gl
-            acc[r11, c] += fx * fy * gl
+    if need_tab:
+        w00 = gx * gy * lw
+        w01 = fx * gy * lw
+        w10 = gx * fy * lw
+        w11 = fx * fy * lw
+        for c in range(nc):
+            g = grad[p, c]
+            acc[r00, c] += w00 * g
+            acc[r01, c] += w01 * g
+            acc[r10, c] += w10 * g
+            acc[r11, c] += w11 * g
     return dfx * lw, dfy * lw
 
 
 # ---------------------------------------------------------------- 2-D textures
 
+@njit(cache=True, inline="always")
+def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
+               nearest, wrap_u, wrap_v, half, out, nc):  # pragma: no cover - compiled
+    base = (p // ppi) * istride if istride != 0 else 0
+    u, v = uv[p, 0], uv[p, 1]
+    if nearest:
+        r = base + _fix(_ifloor(v * fhs[0]), hs[0], wrap_v) * ws[0] + _fix(_ifloor(u * fws[0]), ws[0], wrap_u)
+        for c in range(nc):
+            out[p, c] = table[r, c]
+        return
+    l0, l1, frac = _split_level(_lam_2d(da, bias, p, has_da, has_bias, fhs[0], fws[0]), lmode, n_lev)
+    for k in range(2):
+        lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
+        if k == 1 and lw == 0:
+            break
+        b = base + offs[lv]
+        x0, x1, y0, y1, fx, fy = _taps_2d(u, v, fws[lv], fhs[lv], ws[lv], hs[lv], wrap_u, wrap_v, half)
+        _blend4(table, out, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1, fx, fy, lw, k == 0, nc)
+
+
 @njit(parallel=True, cache=True)
 def _fwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, out):  # pragma: no cover - compiled
-    n_pix, n_c = uv.shape[0], table.shape[1]
-    for p in prange(n_pix):
-        base = (p // ppi) * istride
-        u, v = uv[p, 0], uv[p, 1]
-        for c in range(n_c):
-            out[p, c] = 0.0
-        if nearest:
+    n_c = table.shape[1]
+    for p in prange(uv.shape[0]):  # constant channel counts let the channel loops unroll
+        if n_c == 3:
+            _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
+                       nearest, wrap_u, wrap_v, half, out, 3)
+        else:
+            _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
+                       nearest, wrap_u, wrap_v, half, out, n_c)
+
+
+@njit(cache=True, inline="always")
+def _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
+               nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
+    if need_uv:
+        guv[p, 0] = 0.0
+        guv[p, 1] = 0.0
+    if not _nonzero_row(grad, p):
+        return
+    base = (p // ppi) * istride if istride != 0 else 0
+    u, v = uv[p, 0], uv[p, 1]
+    if nearest:
+        if need_tab:
             r = base + _fix(_ifloor(v * fhs[0]), hs[0], wrap_v) * ws[0] + _fix(_ifloor(u * fws[0]), ws[0], wrap_u)
-            for c in range(n_c):
-                out[p, c] = table[r, c]
+            for c in range(nc):
+                acc[r, c] += grad[p, c]
+        return
+    l0, l1, frac = _split_level(_lam_2d(da, bias, p, has_da, has_bias, fhs[0], fws[0]), lmode, n_lev)
+    gu = 0.0
+    gv = 0.0
+    for k in range(2):
+        lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
+        if lw == 0:
             continue
-        l0, l1, frac = _split_level(_lam_2d(da, bias, p, has_da, has_bias, fhs[0], fws[0]), lmode, n_lev)
-        for k in range(2):
-            lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
-            if lw == 0:
-                continue
-            b = base + offs[lv]
-            x0, x1, y0, y1, fx, fy = _taps_2d(u, v, fws[lv], fhs[lv], ws[lv], hs[lv], wrap_u, wrap_v, half)
-            _blend4(table, out, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1, fx, fy, lw)
+        b = base + offs[lv]
+        x0, x1, y0, y1, fx, fy = _taps_2d(u, v, fws[lv], fhs[lv], ws[lv], hs[lv], wrap_u, wrap_v, half)
+        dfx, dfy = _back4(table, grad, acc, need_tab, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1,
+                          fx, fy, lw, nc)
+        gu += dfx * fws[lv]
+        gv += dfy * fhs[lv]
+    if need_uv:
+        guv[p, 0] = gu
+        guv[p, 1] = gv
 
 
 @njit(parallel=True, cache=True)
@@ -190,36 +248,12 @@ def _bwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, f
         if need_tab:
             acc[:, :] = 0.0
         for p in range(ch * n_pix // nch, (ch + 1) * n_pix // nch):
-            if need_uv:
-                guv[p, 0] = 0.0
-                guv[p, 1] = 0.0
-            if not _nonzero_row(grad, p):
-                continue
-            base = (p // ppi) * istride
-            u, v = uv[p, 0], uv[p, 1]
-            if nearest:
-                if need_tab:
-                    r = (base + _fix(_ifloor(v * fhs[0]), hs[0], wrap_v) * ws[0]
-                         + _fix(_ifloor(u * fws[0]), ws[0], wrap_u))
-                    for c in range(n_c):
-                        acc[r, c] += grad[p, c]
-                continue
-            l0, l1, frac = _split_level(_lam_2d(da, bias, p, has_da, has_bias, fhs[0], fws[0]), lmode, n_lev)
-            gu = 0.0
-            gv = 0.0
-            for k in range(2):
-                lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
-                if lw == 0:
-                    continue
-                b = base + offs[lv]
-                x0, x1, y0, y1, fx, fy = _taps_2d(u, v, fws[lv], fhs[lv], ws[lv], hs[lv], wrap_u, wrap_v, half)
-                dfx, dfy = _back4(table, grad, acc, need_tab, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1,
-                                  fx, fy, lw)
-                gu += dfx * fws[lv]
-                gv += dfy * fhs[lv]
-            if need_uv:
-                guv[p, 0] = gu
-                guv[p, 1] = gv
+            if n_c == 3:
+                _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode,
+                           n_lev, nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, 3)
+            else:
+                _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode,
+                           n_lev, nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, n_c)
 
 
 # ---------------------------------------------------------------- cube maps
@@ -307,31 +341,81 @@ def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - 
     return r00, r01, r10, r11, x - x0, y - y0
 
 
+@njit(cache=True, inline="always")
+def _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                 nearest, fax, half, one, tiny, out, nc):  # pragma: no cover - compiled
+    base = (p // ppi) * istride if istride != 0 else 0
+    face, s, t, _, _ = _cube_face(uv[p, 0], uv[p, 1], uv[p, 2], fax, tiny, half, one)
+    if nearest:
+        r0 = hs[0]
+        i = min(max(_ifloor(s * fhs[0]), 0), r0 - 1)
+        j = min(max(_ifloor(t * fhs[0]), 0), r0 - 1)
+        r = base + face * ft + j * r0 + i
+        for c in range(nc):
+            out[p, c] = table[r, c]
+        return
+    l0, l1, frac = _split_level(_lam_cube(uv, da, bias, p, has_da, has_bias, fax, fhs[0], tiny), lmode, n_lev)
+    for k in range(2):
+        lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
+        if k == 1 and lw == 0:
+            break
+        r00, r01, r10, r11, fx, fy = _cube_rows(face, s, t, base, ft, offs[lv], hs[lv], fhs[lv], fax, half)
+        _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, k == 0, nc)
+
+
 @njit(parallel=True, cache=True)
 def _fwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
               nearest, fax, cst, out):  # pragma: no cover - compiled
-    n_pix, n_c = uv.shape[0], table.shape[1]
+    n_c = table.shape[1]
     half, one, tiny = cst[0], cst[1], cst[2]
-    for p in prange(n_pix):
-        base = (p // ppi) * istride
-        face, s, t, _, _ = _cube_face(uv[p, 0], uv[p, 1], uv[p, 2], fax, tiny, half, one)
-        for c in range(n_c):
-            out[p, c] = 0.0
-        if nearest:
+    for p in prange(uv.shape[0]):
+        if n_c == 3:
+            _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                         nearest, fax, half, one, tiny, out, 3)
+        else:
+            _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                         nearest, fax, half, one, tiny, out, n_c)
+
+
+@njit(cache=True, inline="always")
+def _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                 nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
+    if need_uv:
+        guv[p, 0] = 0.0
+        guv[p, 1] = 0.0
+        guv[p, 2] = 0.0
+    if not _nonzero_row(grad, p):
+        return
+    base = (p // ppi) * istride if istride != 0 else 0
+    face, s, t, ma, clamped = _cube_face(uv[p, 0], uv[p, 1], uv[p, 2], fax, tiny, half, one)
+    if nearest:
+        if need_tab:
             r0 = hs[0]
             i = min(max(_ifloor(s * fhs[0]), 0), r0 - 1)
             j = min(max(_ifloor(t * fhs[0]), 0), r0 - 1)
             r = base + face * ft + j * r0 + i
-            for c in range(n_c):
-                out[p, c] = table[r, c]
+            for c in range(nc):
+                acc[r, c] += grad[p, c]
+        return
+    l0, l1, frac = _split_level(_lam_cube(uv, da, bias, p, has_da, has_bias, fax, fhs[0], tiny), lmode, n_lev)
+    gs = 0.0
+    gt = 0.0
+    for k in range(2):
+        lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
+        if lw == 0:
             continue
-        l0, l1, frac = _split_level(_lam_cube(uv, da, bias, p, has_da, has_bias, fax, fhs[0], tiny), lmode, n_lev)
-        for k in range(2):
-            lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
-            if lw == 0:
-                continue
-            r00, r01, r10, r11, fx, fy = _cube_rows(face, s, t, base, ft, offs[lv], hs[lv], fhs[lv], fax, half)
-            _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw)
+        r00, r01, r10, r11, fx, fy = _cube_rows(face, s, t, base, ft, offs[lv], hs[lv], fhs[lv], fax, half)
+        dfx, dfy = _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc)
+        gs += dfx * fhs[lv]
+        gt += dfy * fhs[lv]
+    if need_uv:
+        # s = (sc / m + 1) / 2, t = (tc / m + 1) / 2 with sc, tc, m signed components of the direction
+        sc = uv[p, fax[face, 0]] * fax[face, 1]
+        tc = uv[p, fax[face, 2]] * fax[face, 3]
+        guv[p, fax[face, 0]] += 0.5 * gs / ma * fax[face, 1]
+        guv[p, fax[face, 2]] += 0.5 * gt / ma * fax[face, 3]
+        if not clamped:
+            guv[p, fax[face, 4]] -= 0.5 * (gs * sc + gt * tc) / (ma * ma) * fax[face, 5]
 
 
 @njit(parallel=True, cache=True)
@@ -345,57 +429,15 @@ def _bwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs,
         if need_tab:
             acc[:, :] = 0.0
         for p in range(ch * n_pix // nch, (ch + 1) * n_pix // nch):
-            if need_uv:
-                guv[p, 0] = 0.0
-                guv[p, 1] = 0.0
-                guv[p, 2] = 0.0
-            if not _nonzero_row(grad, p):
-                continue
-            base = (p // ppi) * istride
-            face, s, t, ma, clamped = _cube_face(uv[p, 0], uv[p, 1], uv[p, 2], fax, tiny, half, one)
-            if nearest:
-                if need_tab:
-                    r0 = hs[0]
-                    i = min(max(_ifloor(s * fhs[0]), 0), r0 - 1)
-                    j = min(max(_ifloor(t * fhs[0]), 0), r0 - 1)
-                    r = base + face * ft + j * r0 + i
-                    for c in range(n_c):
-                        acc[r, c] += grad[p, c]
-                continue
-            l0, l1, frac = _split_level(_lam_cube(uv, da, bias, p, has_da, has_bias, fax, fhs[0], tiny),
-                                        lmode, n_lev)
-            gs = 0.0
-            gt = 0.0
-            for k in range(2):
-                lv, lw = (l0, 1 - frac) if k == 0 else (l1, frac)
-                if lw == 0:
-                    continue
-                r00, r01, r10, r11, fx, fy = _cube_rows(face, s, t, base, ft, offs[lv], hs[lv], fhs[lv], fax, half)
-                dfx, dfy = _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw)
-                gs += dfx * fhs[lv]
-                gt += dfy * fhs[lv]
-            if need_uv:
-                # s = (sc / m + 1) / 2, t = (tc / m + 1) / 2 with sc, tc, m signed components of the direction
-                sc = uv[p, fax[face, 0]] * fax[face, 1]
-                tc = uv[p, fax[face, 2]] * fax[face, 3]
-                guv[p, fax[face, 0]] += 0.5 * gs / ma * fax[face, 1]
-                guv[p, fax[face, 2]] += 0.5 * gt / ma * fax[face, 3]
-                if not clamped:
-                    guv[p, fax[face, 4]] -= 0.5 * (gs * sc + gt * tc) / (ma * ma) * fax[face, 5]
+            if n_c == 3:
+                _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                             nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, 3)
+            else:
+                _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                             nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, n_c)
 
 
 # ---------------------------------------------------------------- chunked scatter reduction
-
-@njit(parallel=True, cache=True)
-def _sum_chunks(bufs, out):  # pragma: no cover - compiled
-    nch, m, n_c = bufs.shape
-    for r in prange(m):
-        for c in range(n_c):
-            acc = bufs[0, r, c]
-            for k in range(1, nch):
-                acc += bufs[k, r, c]
-            out[r, c] = acc
-
 
 def _num_chunks(n_pix: int, taps: int, rows: int) -> int:
     """Parallel chunks for the scatter: each extra chunk costs zeroing and summing a table copy, so use
@@ -446,8 +488,9 @@ class SampleCPU(torch.autograd.Function):
             if nch == 1:
                 gtab = bufs[0]
             else:
-                gtab = table.new_empty(m, n_c)
-                _sum_chunks(bufs.numpy(), gtab.numpy())
+                gtab = torch.add(bufs[0], bufs[1])  # in chunk order: deterministic
+                for k in range(2, nch):
+                    gtab += bufs[k]
         return gtab, (guv if need_uv else None), None, None, None
 
 
@@ -487,32 +530,57 @@ class Geometry:
 
 # ---------------------------------------------------------------- mip stacks (even sizes)
 
+@njit(cache=True, inline="always")
+def _mip_down_row(flat, n, i, so, sw, sh, do, dw):  # pragma: no cover - compiled
+    """Row ``i`` of level ``l`` from level ``l - 1``: mean over rows first, then columns (torch's order)."""
+    fy = 2 if sh > 1 else 1
+    fx = 2 if sw > 1 else 1
+    ra = so + (fy * i) * sw
+    rb = ra + (sw if fy == 2 else 0)
+    for j in range(dw):
+        for c in range(flat.shape[2]):
+            if fy == 2:
+                a = (flat[n, ra + fx * j, c] + flat[n, rb + fx * j, c]) / 2
+            else:
+                a = flat[n, ra + fx * j, c]
+            if fx == 2:
+                if fy == 2:
+                    b = (flat[n, ra + fx * j + 1, c] + flat[n, rb + fx * j + 1, c]) / 2
+                else:
+                    b = flat[n, ra + fx * j + 1, c]
+                a = (a + b) / 2
+            flat[n, do + i * dw + j, c] = a
+
+
 @njit(parallel=True, cache=True)
 def _mip_down(flat, offs, hs, ws):  # pragma: no cover - compiled
-    """Level ``l`` of ``flat[N,T,C]`` from level ``l - 1``: mean over rows first, then columns (torch's order)."""
-    n_img, n_c = flat.shape[0], flat.shape[2]
+    """Levels ``1..L-1`` of ``flat[N,T,C]``, each from the one before (small levels serially: a parallel
+    region per level costs more than they do)."""
+    n_img = flat.shape[0]
     for lv in range(1, offs.shape[0]):
         so, sw, sh = offs[lv - 1], ws[lv - 1], hs[lv - 1]
         do, dw, dh = offs[lv], ws[lv], hs[lv]
-        fy = 2 if sh > 1 else 1
-        fx = 2 if sw > 1 else 1
-        for task in prange(n_img * dh):
-            n, i = task // dh, task % dh
-            ra = so + (fy * i) * sw
-            rb = ra + (sw if fy == 2 else 0)
-            for j in range(dw):
-                for c in range(n_c):
-                    if fy == 2:
-                        a = (flat[n, ra + fx * j, c] + flat[n, rb + fx * j, c]) / 2
-                    else:
-                        a = flat[n, ra + fx * j, c]
-                    if fx == 2:
-                        if fy == 2:
-                            b = (flat[n, ra + fx * j + 1, c] + flat[n, rb + fx * j + 1, c]) / 2
-                        else:
-                            b = flat[n, ra + fx * j + 1, c]
-                        a = (a + b) / 2
-                    flat[n, do + i * dw + j, c] = a
+        if n_img * dh * dw >= 16384:
+            for task in prange(n_img * dh):
+                _mip_down_row(flat, task // dh, task % dh, so, sw, sh, do, dw)
+        else:
+            for task in range(n_img * dh):
+                _mip_down_row(flat, task // dh, task % dh, so, sw, sh, do, dw)
+
+
+@njit(cache=True, inline="always")
+def _mip_up_row(grad, tmp, out0, n, i, lv, so, sw, dst, dw, dh, base):  # pragma: no cover - compiled
+    fy = 2 if dh > 1 else 1
+    fx = 2 if dw > 1 else 1
+    scale = 1.0 / (fy * fx)
+    src = so + (i // fy) * sw
+    for j in range(dw):
+        for c in range(grad.shape[2]):
+            g = tmp[n, src + j // fx, c] * scale
+            if lv == 1:
+                out0[n, i * dw + j, c] = grad[n, i * dw + j, c] + g
+            else:
+                tmp[n, dst - base + i * dw + j, c] += g
 
 
 @njit(parallel=True, cache=True)
@@ -522,24 +590,17 @@ def _mip_up(grad, offs, hs, ws, tmp, out0):  # pragma: no cover - compiled
     ``tmp`` holds levels >= 1 of ``grad`` (starting at ``offs[1]``) and accumulates; ``out0`` receives
     level 0's total gradient ``grad_0 + up(tmp_1)``.
     """
-    n_img, n_c = grad.shape[0], grad.shape[2]
+    n_img = grad.shape[0]
     base = offs[1]
     for lv in range(offs.shape[0] - 1, 0, -1):
         so, sw = offs[lv] - base, ws[lv]
         dst, dw, dh = offs[lv - 1], ws[lv - 1], hs[lv - 1]
-        fy = 2 if dh > 1 else 1
-        fx = 2 if dw > 1 else 1
-        scale = 1.0 / (fy * fx)
-        for task in prange(n_img * dh):
-            n, i = task // dh, task % dh
-            src = so + (i // fy) * sw
-            for j in range(dw):
-                for c in range(n_c):
-                    g = tmp[n, src + j // fx, c] * scale
-                    if lv == 1:
-                        out0[n, i * dw + j, c] = grad[n, i * dw + j, c] + g
-                    else:
-                        tmp[n, dst - base + i * dw + j, c] += g
+        if n_img * dh * dw >= 16384:
+            for task in prange(n_img * dh):
+                _mip_up_row(grad, tmp, out0, task // dh, task % dh, lv, so, sw, dst, dw, dh, base)
+        else:
+            for task in range(n_img * dh):
+                _mip_up_row(grad, tmp, out0, task // dh, task % dh, lv, so, sw, dst, dw, dh, base)
 
 
 class BuildMipCPU(torch.autograd.Function):
