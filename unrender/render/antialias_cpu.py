@@ -15,13 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .kernel_config import PARALLEL
+
 
 @njit(cache=True, inline="always")
 def _cross(a0, a1, a2, b0, b1, b2):  # pragma: no cover - compiled
     return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _setup(pos, tri, edges, edge_opp, always, coef, sil):  # pragma: no cover - compiled
     """``coef[Bp,F,3,3]``: edge functions ``D_i = c . (x, y, 1)`` with ``D_i >= 0`` inside; ``sil[Bp,E]``."""
     nbp, nf, ne = coef.shape[0], coef.shape[1], sil.shape[1]
@@ -70,7 +72,7 @@ def _exit_edge(coef, pb, t, fx, fy, ox, oy, entry):  # pragma: no cover - compil
     return best
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _search(coef, sil, rast, face_edges, edge_faces, max_walk, count, out):  # pragma: no cover - compiled
     """Row ``task`` writes its pairs to ``out[task, :count[task]]`` as (front, other, face, edge)."""
     nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]

@@ -18,13 +18,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .kernel_config import PARALLEL
+
 
 @njit(cache=True, inline="always")
 def _cross(a0, a1, a2, b0, b1, b2):  # pragma: no cover - compiled
     return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _setup(pos, tri, height, width, coef, box):  # pragma: no cover - compiled
     nb, nf = coef.shape[0], coef.shape[1]
     for task in prange(nb * nf):
@@ -63,7 +65,7 @@ def _setup(pos, tri, height, width, coef, box):  # pragma: no cover - compiled
             box[b, f, 0], box[b, f, 1], box[b, f, 2], box[b, f, 3] = 0, width - 1, 0, height - 1
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _zbuffer(coef, box, height, width, bands, out_id):  # pragma: no cover - compiled
     nb, nf = coef.shape[0], coef.shape[1]
     band_h = (height + bands - 1) // bands
@@ -112,7 +114,7 @@ def _pixel_terms(pos, tri, b, t, px, py):  # pragma: no cover - compiled
     return x0, y0, z0, w0, x1, y1, z1, w1, x2, y2, z2, w2, d0, d1, d2
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _barycentrics(pos, tri, ids, rast):  # pragma: no cover - compiled
     nb, height, width = ids.shape
     for task in prange(nb * height):
@@ -145,7 +147,7 @@ def _scatter_edge(acc, b, vj, vk, gd, xj, yj, wj, xk, yk, wk, px, py):  # pragma
     acc[b, vk, 3] += gd * bw
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _barycentrics_backward(pos, tri, ids, grad, chunks, gpos):  # pragma: no cover - compiled
     nb, height, width = ids.shape
     rows_total = nb * height
@@ -215,7 +217,7 @@ def visibility(pos: np.ndarray, tri: np.ndarray, height: int, width: int) -> np.
 
 
 # --------------------------------------------------------------------------- interpolation
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _interpolate(attr, rast, tri, out):  # pragma: no cover - compiled
     nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
     shared = attr.shape[0] == 1
@@ -234,7 +236,7 @@ def _interpolate(attr, rast, tri, out):  # pragma: no cover - compiled
                 out[b, row, col, c] = u * attr[ab, i0, c] + v * attr[ab, i1, c] + w * attr[ab, i2, c]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _interpolate_backward(attr, rast, tri, grad, chunks, gattr, grast):  # pragma: no cover - compiled
     nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
     shared = attr.shape[0] == 1
@@ -283,7 +285,7 @@ def interpolate_backward(attr, rast, tri, grad):
 
 
 # --------------------------------------------------------------------------- screen-space derivatives
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _bary_derivatives(pos, tri, rast, out):  # pragma: no cover - compiled
     nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
     sx, sy = 2.0 / width, 2.0 / height
@@ -309,7 +311,7 @@ def _bary_derivatives(pos, tri, rast, out):  # pragma: no cover - compiled
             out[b, row, col, 3] = (c1y - b1 * sumy) / s * sy
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _interpolate_derivatives(attr, rast, tri, rast_db, out):  # pragma: no cover - compiled
     nb, height, width = rast.shape[0], rast.shape[1], rast.shape[2]
     shared = attr.shape[0] == 1

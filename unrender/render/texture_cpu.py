@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .kernel_config import PARALLEL
+
 # Per face: (axis, sign) of sc, of tc and of the major axis, so that sc = a_s d[i_s], tc = a_t d[i_t],
 # |m| = a_m d[i_m] (the table of unrender.render.cubemap) and face_to_dir puts them back.
 _FACE_AXES = np.array([
@@ -191,7 +193,7 @@ def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs,
         _blend4(table, out, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1, fx, fy, lw, k == 0, nc)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _fwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, out):  # pragma: no cover - compiled
     n_c = table.shape[1]
@@ -238,7 +240,7 @@ def _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs,
         guv[p, 1] = gv
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _bwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, bufs, guv):  # pragma: no cover - compiled
     n_pix, n_c = uv.shape[0], table.shape[1]
@@ -363,7 +365,7 @@ def _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, off
         _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, k == 0, nc)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _fwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
               nearest, fax, cst, out):  # pragma: no cover - compiled
     n_c = table.shape[1]
@@ -418,7 +420,7 @@ def _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, off
             guv[p, fax[face, 4]] -= 0.5 * (gs * sc + gt * tc) / (ma * ma) * fax[face, 5]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _bwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
               nearest, fax, cst, grad, need_tab, need_uv, bufs, guv):  # pragma: no cover - compiled
     n_pix, n_c = uv.shape[0], table.shape[1]
@@ -552,7 +554,7 @@ def _mip_down_row(flat, n, i, so, sw, sh, do, dw):  # pragma: no cover - compile
             flat[n, do + i * dw + j, c] = a
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _mip_down(flat, offs, hs, ws):  # pragma: no cover - compiled
     """Levels ``1..L-1`` of ``flat[N,T,C]``, each from the one before (small levels serially: a parallel
     region per level costs more than they do)."""
@@ -583,7 +585,7 @@ def _mip_up_row(grad, tmp, out0, n, i, lv, so, sw, dst, dw, dh, base):  # pragma
                 tmp[n, dst - base + i * dw + j, c] += g
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _mip_up(grad, offs, hs, ws, tmp, out0):  # pragma: no cover - compiled
     """Backward of :func:`_mip_down`: push each level's gradient (``/4`` per 2x2 block) to the level below.
 
