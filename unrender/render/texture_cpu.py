@@ -40,7 +40,7 @@ _BIG = 4.0e18
 
 # ---------------------------------------------------------------- shared helpers (inlined)
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _ifloor(x):  # pragma: no cover - compiled
     """``int(floor(x))`` that stays defined for NaN / huge values (mapped to 0)."""
     f = np.floor(x)
@@ -49,13 +49,13 @@ def _ifloor(x):  # pragma: no cover - compiled
     return int(f)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _sgn(v, s):  # pragma: no cover - compiled
     """``v`` times the sign ``s`` (+-1) without leaving ``v``'s dtype."""
     return v if s > 0 else -v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _fix(i, n, wrap):  # pragma: no cover - compiled
     if wrap:  # an integer division only when the tap is more than one period away
         if i < 0:
@@ -72,7 +72,7 @@ def _fix(i, n, wrap):  # pragma: no cover - compiled
     return i
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _split_level(lam, lmode, n_lev):  # pragma: no cover - compiled
     """``(l0, l1, frac)``: lmode 0 = level 0, 1 = nearest level, 2 = blend of l0 and l1 by frac."""
     if lmode == 0:
@@ -91,7 +91,7 @@ def _split_level(lam, lmode, n_lev):  # pragma: no cover - compiled
     return l0, min(l0 + 1, top), lam - f0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _lam_2d(da, bias, p, has_da, has_bias, fh0, fw0):  # pragma: no cover - compiled
     lam = 0.0
     if has_da:
@@ -106,7 +106,7 @@ def _lam_2d(da, bias, p, has_da, has_bias, fh0, fw0):  # pragma: no cover - comp
     return lam
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _taps_2d(u, v, fw, fh, w, h, wrap_u, wrap_v, half):  # pragma: no cover - compiled
     """Bilinear taps at one level: column/row offsets ``(x0, x1, y0 * W, y1 * W)`` and fractions."""
     x = u * fw - half
@@ -121,7 +121,7 @@ def _taps_2d(u, v, fw, fh, w, h, wrap_u, wrap_v, half):  # pragma: no cover - co
             _fix(iy0 + 1, h, wrap_v) * w, fx, fy)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _nonzero_row(grad, p):  # pragma: no cover - compiled
     for c in range(grad.shape[1]):
         if grad[p, c] != 0:
@@ -129,7 +129,7 @@ def _nonzero_row(grad, p):  # pragma: no cover - compiled
     return False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, first, nc):  # pragma: no cover - compiled
     gx = 1 - fx
     gy = 1 - fy
@@ -145,7 +145,7 @@ def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, first, nc):  # pragma
             out[p, c] += val
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc):  # pragma: no cover - compiled
     """Scatter ``w_k lw g`` to the four taps; return ``(d/dfx, d/dfy)`` of ``<out, g>`` (times lw)."""
     gx = 1 - fx
@@ -173,7 +173,7 @@ def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc):  
 
 # ---------------------------------------------------------------- 2-D textures
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
                nearest, wrap_u, wrap_v, half, out, nc):  # pragma: no cover - compiled
     base = (p // ppi) * istride if istride != 0 else 0
@@ -193,7 +193,7 @@ def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs,
         _blend4(table, out, p, b + y0 + x0, b + y0 + x1, b + y1 + x0, b + y1 + x1, fx, fy, lw, k == 0, nc)
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _fwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, out):  # pragma: no cover - compiled
     n_c = table.shape[1]
@@ -206,7 +206,7 @@ def _fwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, f
                        nearest, wrap_u, wrap_v, half, out, n_c)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
                nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
     if need_uv:
@@ -240,7 +240,7 @@ def _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs,
         guv[p, 1] = gv
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _bwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, bufs, guv):  # pragma: no cover - compiled
     n_pix, n_c = uv.shape[0], table.shape[1]
@@ -260,7 +260,7 @@ def _bwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, f
 
 # ---------------------------------------------------------------- cube maps
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _cube_face(x, y, z, fax, tiny, half, one):  # pragma: no cover - compiled
     """``dir_to_face`` of one direction: ``(face, s, t, |m|, clamped)`` in the direction's dtype."""
     ax, ay, az = abs(x), abs(y), abs(z)
@@ -280,7 +280,7 @@ def _cube_face(x, y, z, fax, tiny, half, one):  # pragma: no cover - compiled
     return f, half * (sc / ma + one), half * (tc / ma + one), ma, clamped
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _cube_fix(face, ix, iy, r, fax):  # pragma: no cover - compiled
     """A tap off its face (index -1 or r) moves to the nearest texel of the adjacent face (torch path's rule)."""
     ix = min(max(ix, -1), r)
@@ -299,7 +299,7 @@ def _cube_fix(face, ix, iy, r, fax):  # pragma: no cover - compiled
     return f2, min(max(_ifloor(s2 * rf), 0), r - 1), min(max(_ifloor(t2 * rf), 0), r - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _lam_cube(uv, da, bias, p, has_da, has_bias, fax, fw0, tiny):  # pragma: no cover - compiled
     lam = 0.0
     if has_da:
@@ -324,7 +324,7 @@ def _lam_cube(uv, da, bias, p, has_da, has_bias, fax, fw0, tiny):  # pragma: no 
     return lam
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - compiled
     x = s * fr - half
     y = t * fr - half
@@ -343,7 +343,7 @@ def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - 
     return r00, r01, r10, r11, x - x0, y - y0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
                  nearest, fax, half, one, tiny, out, nc):  # pragma: no cover - compiled
     base = (p // ppi) * istride if istride != 0 else 0
@@ -365,7 +365,7 @@ def _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, off
         _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, k == 0, nc)
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _fwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
               nearest, fax, cst, out):  # pragma: no cover - compiled
     n_c = table.shape[1]
@@ -379,7 +379,7 @@ def _fwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs,
                          nearest, fax, half, one, tiny, out, n_c)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
                  nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
     if need_uv:
@@ -420,7 +420,7 @@ def _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, off
             guv[p, fax[face, 4]] -= 0.5 * (gs * sc + gt * tc) / (ma * ma) * fax[face, 5]
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _bwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
               nearest, fax, cst, grad, need_tab, need_uv, bufs, guv):  # pragma: no cover - compiled
     n_pix, n_c = uv.shape[0], table.shape[1]
@@ -532,7 +532,7 @@ class Geometry:
 
 # ---------------------------------------------------------------- mip stacks (even sizes)
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _mip_down_row(flat, n, i, so, sw, sh, do, dw):  # pragma: no cover - compiled
     """Row ``i`` of level ``l`` from level ``l - 1``: mean over rows first, then columns (torch's order)."""
     fy = 2 if sh > 1 else 1
@@ -554,7 +554,7 @@ def _mip_down_row(flat, n, i, so, sw, sh, do, dw):  # pragma: no cover - compile
             flat[n, do + i * dw + j, c] = a
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _mip_down(flat, offs, hs, ws):  # pragma: no cover - compiled
     """Levels ``1..L-1`` of ``flat[N,T,C]``, each from the one before (small levels serially: a parallel
     region per level costs more than they do)."""
@@ -570,7 +570,7 @@ def _mip_down(flat, offs, hs, ws):  # pragma: no cover - compiled
                 _mip_down_row(flat, task // dh, task % dh, so, sw, sh, do, dw)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _mip_up_row(grad, tmp, out0, n, i, lv, so, sw, dst, dw, dh, base):  # pragma: no cover - compiled
     fy = 2 if dh > 1 else 1
     fx = 2 if dw > 1 else 1
@@ -585,7 +585,7 @@ def _mip_up_row(grad, tmp, out0, n, i, lv, so, sw, dst, dw, dh, base):  # pragma
                 tmp[n, dst - base + i * dw + j, c] += g
 
 
-@njit(parallel=PARALLEL, cache=True)
+@njit(parallel=PARALLEL, cache=True, error_model="numpy")
 def _mip_up(grad, offs, hs, ws, tmp, out0):  # pragma: no cover - compiled
     """Backward of :func:`_mip_down`: push each level's gradient (``/4`` per 2x2 block) to the level below.
 
