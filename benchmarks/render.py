@@ -121,7 +121,7 @@ def mitsuba_frame(scene, res, iters):
                          "metallic": {"type": "bitmap", "bitmap": mi.Bitmap(orm[..., 2:3].contiguous().numpy())}})
     mesh.set_bsdf(bsdf)
     scene_m = mi.load_dict({
-        "type": "scene", "integrator": {"type": "prb_reparam", "max_depth": 2},
+        "type": "scene", "integrator": {"type": "direct_projective"},
         "sensor": {"type": "perspective", "fov": 45, "to_world": mi.ScalarTransform4f().look_at(
             origin=[0, 1.2, 2.5], target=[0, 0, 0], up=[0, 1, 0]),
             "film": {"type": "hdrfilm", "width": res, "height": res}},
@@ -147,7 +147,7 @@ def mitsuba_frame(scene, res, iters):
         times.append(time.perf_counter() - t0)
     times.sort()
     return {"ms": 1e3 * times[len(times) // 2], "ms_min": 1e3 * times[0], "first_call_ms": 1e3 * warm,
-            "integrator": "prb_reparam, 1 spp"}
+            "integrator": "direct_projective, 1 spp"}
 
 
 def main():
