@@ -1,8 +1,9 @@
 """Full differentiable frame: time and peak memory, and the Mitsuba 3 peer in the same run.
 
-A frame = rasterize + interpolate + texture (trilinear base colour and ORM) + GGX PBR under a
-learnable environment light (split-sum prefiltering included, as in an optimisation step) +
-antialias, then backward to vertex positions, both textures and the light.
+A frame = rasterize + interpolate + texture (trilinear base colour and ORM) + GGX PBR under an
+environment light (split-sum) + antialias, then backward to vertex positions and both textures.
+For 60k triangles at batch 1 the table also gives the frame that rebuilds the prefiltered light and
+back-propagates into it (an nvdiffrec optimisation step that learns the light), and the Mitsuba peer.
 
     python benchmarks/render.py                 # full table (5k / 60k / 500k triangles, 256^2 / 512^2, B = 1 / 8)
     python benchmarks/render.py --quick         # 60k triangles, 512^2, B = 1 only
@@ -65,7 +66,7 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def unrender_frame(scene, res, batch, device, iters):
+def unrender_frame(scene, res, batch, device, iters, rebuild_light=False):
     v, f, uv, kd, orm, env = scene
     verts = v.clone().requires_grad_()
     kd_p, orm_p = kd.clone().requires_grad_(), orm.clone().requires_grad_()
@@ -74,9 +75,14 @@ def unrender_frame(scene, res, batch, device, iters):
     cam = Camera.from_fov(45, res, res, look_at(eyes)).to(device)
     topo = build_topology(f)
 
+    if not rebuild_light:
+        with torch.no_grad():
+            light.build()
+
     def step():
         mesh = Mesh(verts, f, uvs=uv, uv_faces=f, material=PBRMaterial(base_color=kd_p, orm=orm_p))
-        light.build()
+        if rebuild_light:  # as in an optimisation step that also learns the light (nvdiffrec)
+            light.build()
         out = render_mesh(mesh, cam, light, topology=topo)
         loss = out.color.square().mean() + out.alpha.mean()
         loss.backward()
@@ -167,7 +173,9 @@ def main():
             for batch in ([1] if args.quick else [1, 8]):
                 r = unrender_frame(scene, res, batch, device, args.iters if batch == 1 else max(2, args.iters // 2))
                 row = {"triangles": 2 * TRIANGLES[name] ** 2, "resolution": res, "batch": batch, **r}
-                if batch == 1 and not args.no_mitsuba and device.type == "cpu":
+                if batch == 1 and name == "60k":
+                    row["with_light_rebuild"] = unrender_frame(scene, res, batch, device, args.iters, rebuild_light=True)
+                if batch == 1 and name == "60k" and not args.no_mitsuba and device.type == "cpu":
                     row["mitsuba"] = mitsuba_frame(scene, res, max(2, args.iters // 2))
                     if "ms" in row["mitsuba"]:
                         row["speedup_vs_mitsuba"] = row["mitsuba"]["ms"] / row["ms"]
@@ -175,6 +183,7 @@ def main():
                 mi_ms = row.get("mitsuba", {}).get("ms")
                 print(f"{row['triangles']:>8} tris {res:>4}^2 B={batch}: {row['ms']:8.1f} ms/frame "
                       f"(min {row['ms_min']:.1f}), peak {row['peak_mem_mib']:7.0f} MiB"
+                      + (f", +light rebuild {row['with_light_rebuild']['ms']:.1f} ms" if "with_light_rebuild" in row else "")
                       + (f", mitsuba {mi_ms:8.1f} ms (x{row['speedup_vs_mitsuba']:.0f})" if mi_ms else ""), flush=True)
     result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "rows": rows,

@@ -10,3 +10,16 @@ cores, so the kernels compile serially by default; set ``UNRENDER_NUMBA_PARALLEL
 import os
 
 PARALLEL = os.environ.get("UNRENDER_NUMBA_PARALLEL", "0") == "1"
+
+
+def worker_count() -> int:
+    """Threads a parallel kernel will use: numba's pool size when :data:`PARALLEL`, else 1.
+
+    Kernels that give each worker its own accumulation buffer size those buffers by this, so serial
+    kernels do not pay for zeroing and summing copies that no thread fills.
+    """
+    if not PARALLEL:
+        return 1
+    import numba
+
+    return max(1, numba.get_num_threads())

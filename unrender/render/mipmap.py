@@ -27,7 +27,7 @@ from ..checks import float_tensor
 from ..errors import InputError
 
 try:  # numba is a dependency; the torch ops below are the reference and the non-CPU path
-    from . import texture_cpu as _cpu
+    from . import mipmap_cpu as _cpu
 except Exception:  # noqa: BLE001
     _cpu = None
 

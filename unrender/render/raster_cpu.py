@@ -14,11 +14,10 @@ With upstream ``(g_u, g_v, g_z)``: ``g_b = (g_u, g_v, 0) + g_z (z - (z/w) w) / M
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from .kernel_config import PARALLEL
+from .kernel_config import PARALLEL, worker_count
 
 
 @njit(cache=True)
@@ -193,7 +192,7 @@ def rasterize_forward(pos: np.ndarray, tri: np.ndarray, height: int, width: int)
     coef = np.zeros((nb, nf, 4, 3), dtype=np.float64)
     box = np.zeros((nb, nf, 4), dtype=np.int64)
     _setup(pos, tri, height, width, coef, box)
-    threads = max(1, numba.get_num_threads())
+    threads = worker_count()
     bands = max(1, min(height, -(-2 * threads // nb))) if threads > 1 else 1
     ids = np.zeros((nb, height, width), dtype=np.int32)
     _zbuffer(coef, box, height, width, bands, ids)
@@ -205,7 +204,7 @@ def rasterize_forward(pos: np.ndarray, tri: np.ndarray, height: int, width: int)
 def rasterize_backward(pos: np.ndarray, tri: np.ndarray, rast: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """Gradient ``[B,V,4]`` of the loss w.r.t. ``pos`` given ``grad = dL/drast`` ``[B,H,W,4]``."""
     ids = rast[..., 3].astype(np.int32)
-    chunks = max(1, numba.get_num_threads())
+    chunks = worker_count()
     gpos = np.zeros((chunks,) + pos.shape, dtype=np.float64)
     _barycentrics_backward(pos, tri, ids, grad, chunks, gpos)
     return gpos.sum(0).astype(pos.dtype)
@@ -277,7 +276,7 @@ def interpolate_forward(attr: np.ndarray, rast: np.ndarray, tri: np.ndarray) -> 
 
 def interpolate_backward(attr, rast, tri, grad):
     """``(d attr, d rast)`` given ``grad = dL/dout``; ``d rast`` has only its (u, v) channels set."""
-    chunks = max(1, numba.get_num_threads())
+    chunks = worker_count()
     gattr = np.zeros((chunks,) + attr.shape, dtype=np.float64)
     grast = np.zeros(rast.shape, dtype=rast.dtype)
     _interpolate_backward(attr, rast, tri, grad, chunks, gattr, grast)

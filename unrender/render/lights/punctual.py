@@ -29,7 +29,29 @@ def _rgb(name: str, x) -> torch.Tensor:
     return x
 
 
-class DirectionalLight(Light):
+class _PunctualLight(Light):
+    """Lights arriving from one direction per point; subclasses give ``_incident(points) -> (l, E_perp)``."""
+
+    def _incident(self, points):
+        raise NotImplementedError
+
+    def irradiance(self, points, normals) -> torch.Tensor:
+        """``E[...,3] = E_perp max(n.l, 0)`` for ``points[...,3]``, ``normals[...,3]``."""
+        points, normals = check_points_normals(points, normals)
+        l, e = self._incident(points)
+        return e * (normals * l).sum(-1, keepdim=True).clamp_min(0.0)
+
+    def shade(self, points, normals, view_dirs, base_color, roughness, metallic, occlusion=None) -> torch.Tensor:
+        """``[...,3] = pbr_brdf(base_color, roughness, metallic, n, v, l) E_perp`` (occlusion is ignored:
+        glTF applies it to indirect light only)."""
+        points, normals = check_points_normals(points, normals)
+        view_dirs, base_color, roughness, metallic, _ = check_material(
+            normals, view_dirs, base_color, roughness, metallic, occlusion)
+        l, e = self._incident(points)
+        return pbr_brdf(base_color, roughness, metallic, normals, view_dirs, l) * e
+
+
+class DirectionalLight(_PunctualLight):
     """Light arriving from one direction at infinity.
 
     ``E_perp = radiance`` everywhere; ``l = normalize(direction)``.
@@ -56,22 +78,8 @@ class DirectionalLight(Light):
         l = torch.nn.functional.normalize(self.direction, dim=0).to(points.dtype)
         return l.expand_as(points), self.radiance.to(points.dtype)
 
-    def irradiance(self, points, normals) -> torch.Tensor:
-        """``E[...,3] = radiance max(n.l, 0)`` for ``points[...,3]``, ``normals[...,3]``."""
-        points, normals = check_points_normals(points, normals)
-        l, e = self._incident(points)
-        return e * (normals * l).sum(-1, keepdim=True).clamp_min(0.0)
 
-    def shade(self, points, normals, view_dirs, base_color, roughness, metallic, occlusion=None) -> torch.Tensor:
-        """``[...,3] = pbr_brdf(base_color, roughness, metallic, n, v, l) radiance`` (see the module docstring)."""
-        points, normals = check_points_normals(points, normals)
-        view_dirs, base_color, roughness, metallic, _ = check_material(
-            normals, view_dirs, base_color, roughness, metallic, occlusion)
-        l, e = self._incident(points)
-        return pbr_brdf(base_color, roughness, metallic, normals, view_dirs, l) * e
-
-
-class PointLight(Light):
+class PointLight(_PunctualLight):
     """An isotropic point light with inverse-square falloff.
 
     ``E_perp = intensity / |p - x|^2``, ``l = (p - x) / |p - x|`` for the light at ``p``.
@@ -98,17 +106,3 @@ class PointLight(Light):
         d = self.position.to(points.dtype) - points
         dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-12)
         return d * torch.rsqrt(dist2), self.intensity.to(points.dtype) / dist2
-
-    def irradiance(self, points, normals) -> torch.Tensor:
-        """``E[...,3] = intensity / d^2 max(n.l, 0)`` for ``points[...,3]``, ``normals[...,3]``."""
-        points, normals = check_points_normals(points, normals)
-        l, e = self._incident(points)
-        return e * (normals * l).sum(-1, keepdim=True).clamp_min(0.0)
-
-    def shade(self, points, normals, view_dirs, base_color, roughness, metallic, occlusion=None) -> torch.Tensor:
-        """``[...,3] = pbr_brdf(base_color, roughness, metallic, n, v, l) intensity / d^2``."""
-        points, normals = check_points_normals(points, normals)
-        view_dirs, base_color, roughness, metallic, _ = check_material(
-            normals, view_dirs, base_color, roughness, metallic, occlusion)
-        l, e = self._incident(points)
-        return pbr_brdf(base_color, roughness, metallic, normals, view_dirs, l) * e
