@@ -64,9 +64,13 @@ def _material_maps(mesh: Mesh, rast, pos, uv_rows, n_pix):
             uv_da = interpolate_derivatives(mesh.uvs, rast, mesh.uv_faces,
                                             barycentric_derivatives(pos, mesh.faces, rast))
 
+    if need_uv:  # sample only the covered pixels: a [1,N,1,.] strip instead of the whole frame
+        uv = uv.reshape(-1, 2)[uv_rows].reshape(1, -1, 1, 2)
+        uv_da = uv_da.reshape(-1, 4)[uv_rows].reshape(1, -1, 1, 4)
+
     def lookup(tex):
         out = texture(tex, uv, uv_da=uv_da, filter="linear-mipmap-linear", boundary="wrap")
-        return out.reshape(-1, out.shape[-1])[uv_rows]
+        return out.reshape(-1, out.shape[-1])
 
     dev, dt = mesh.vertices.device, mesh.vertices.dtype
     if mat is not None and mat.base_color is not None:
