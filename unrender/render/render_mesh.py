@@ -59,14 +59,12 @@ def _material_maps(mesh: Mesh, rast, pos, uv_rows, n_pix):
     if need_uv:
         if mesh.uvs is None:
             raise InputError("the mesh's material has textures but the mesh has no uvs; unwrap it first.")
-        uv = interpolate(mesh.uvs, rast, mesh.uv_faces)
+        # Sample only the covered pixels: a [1,N,1,.] strip instead of the whole frame.
+        uv = interpolate(mesh.uvs, rast, mesh.uv_faces).reshape(-1, 2)[uv_rows].reshape(1, -1, 1, 2)
         with torch.no_grad():  # only selects mip levels
             uv_da = interpolate_derivatives(mesh.uvs, rast, mesh.uv_faces,
                                             barycentric_derivatives(pos, mesh.faces, rast))
-
-    if need_uv:  # sample only the covered pixels: a [1,N,1,.] strip instead of the whole frame
-        uv = uv.reshape(-1, 2)[uv_rows].reshape(1, -1, 1, 2)
-        uv_da = uv_da.reshape(-1, 4)[uv_rows].reshape(1, -1, 1, 4)
+            uv_da = uv_da.reshape(-1, 4)[uv_rows].reshape(1, -1, 1, 4)
 
     def lookup(tex):
         out = texture(tex, uv, uv_da=uv_da, filter="linear-mipmap-linear", boundary="wrap")
