@@ -10,8 +10,9 @@ back-propagates into it (an nvdiffrec optimisation step that learns the light), 
     python benchmarks/render.py --device cuda   # same code on a GPU
 
 Prints a table and writes benchmarks/results/render.json. Peak memory on CPU is the process's
-resident-set growth during the frame (tracemalloc cannot see torch's allocator); on CUDA it is
-``torch.cuda.max_memory_allocated``.
+resident-set high-water mark during the timed frames (reset before them), and "frame" is its growth
+over the resident set before the frames (scene, textures and light included in the former, not the
+latter); on CUDA it is ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,23 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> None:
+    """Reset the kernel's resident-set high-water mark (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return rss_bytes()
+
+
 def unrender_frame(scene, res, batch, device, iters, rebuild_light=False):
     v, f, uv, kd, orm, env = scene
     verts = v.clone().requires_grad_()
@@ -92,7 +110,7 @@ def unrender_frame(scene, res, batch, device, iters, rebuild_light=False):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base = rss_bytes()
-    peak = base
+    reset_peak_rss()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
@@ -100,10 +118,14 @@ def unrender_frame(scene, res, batch, device, iters, rebuild_light=False):
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-        peak = max(peak, rss_bytes())
-    mem = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak
+    if device.type == "cuda":
+        mem, frame_mem = torch.cuda.max_memory_allocated(), None
+    else:
+        mem = peak_rss_bytes()
+        frame_mem = (mem - base) / 2 ** 20
     times.sort()
-    return {"ms": 1e3 * times[len(times) // 2], "ms_min": 1e3 * times[0], "peak_mem_mib": mem / 2 ** 20}
+    return {"ms": 1e3 * times[len(times) // 2], "ms_min": 1e3 * times[0], "peak_mem_mib": mem / 2 ** 20,
+            "frame_peak_mem_mib": frame_mem}
 
 
 def mitsuba_frame(scene, res, iters):
@@ -160,17 +182,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="only 60k triangles, 512^2, batch 1")
+    ap.add_argument("--sizes", default=None, help="comma-separated subset of 5k,60k,500k")
+    ap.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--resolutions", default=None, help="comma-separated resolutions (default 256,512)")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-mitsuba", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "render.json"))
     args = ap.parse_args()
     device = torch.device(args.device)
-    sizes = ["60k"] if args.quick else list(TRIANGLES)
+    sizes = ["60k"] if args.quick else (args.sizes.split(",") if args.sizes else list(TRIANGLES))
+    batches = [1] if args.quick else [int(b) for b in (args.batches or "1,8").split(",")]
+    resolutions = [512] if args.quick else [int(r) for r in (args.resolutions or "256,512").split(",")]
     rows = []
     for name in sizes:
         scene = make_scene(TRIANGLES[name], device)
-        for res in ([512] if args.quick else [256, 512]):
-            for batch in ([1] if args.quick else [1, 8]):
+        for res in resolutions:
+            for batch in batches:
                 r = unrender_frame(scene, res, batch, device, args.iters if batch == 1 else max(2, args.iters // 2))
                 row = {"triangles": 2 * TRIANGLES[name] ** 2, "resolution": res, "batch": batch, **r}
                 if batch == 1 and name == "60k":
@@ -182,7 +209,8 @@ def main():
                 rows.append(row)
                 mi_ms = row.get("mitsuba", {}).get("ms")
                 print(f"{row['triangles']:>8} tris {res:>4}^2 B={batch}: {row['ms']:8.1f} ms/frame "
-                      f"(min {row['ms_min']:.1f}), peak {row['peak_mem_mib']:7.0f} MiB"
+                      f"(min {row['ms_min']:.1f}), peak {row['peak_mem_mib']:6.0f} MiB"
+                      + (f" (frame {row['frame_peak_mem_mib']:5.0f} MiB)" if row.get("frame_peak_mem_mib") is not None else "")
                       + (f", +light rebuild {row['with_light_rebuild']['ms']:.1f} ms" if "with_light_rebuild" in row else "")
                       + (f", mitsuba {mi_ms:8.1f} ms (x{row['speedup_vs_mitsuba']:.0f})" if mi_ms else ""), flush=True)
     result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
