@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from .errors import UnrenderError
+from .geometry.procedural_objects import FAMILIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="unrender: images back into 3D (shape, materials, lighting) on CPU and GPU.")
@@ -37,7 +38,7 @@ def demo(out: Path = typer.Option(Path("unrender-demo"), help="Folder for the de
 @app.command()
 def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout)."),
           kind: str = typer.Option("object", help="What to synthesize: 'object'."),
-          family: str = typer.Option("auto", help="Shape family (see `unrender synth --help`), or 'auto' by seed."),
+          family: str = typer.Option("auto", help=f"Shape family: {', '.join(FAMILIES)}; or 'auto' (picked by the seed)."),
           views: int = typer.Option(100, help="Training views; val gets views/4 and test views/2."),
           resolution: int = typer.Option(256, help="Image size in pixels."),
           seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
