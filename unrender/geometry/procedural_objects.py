@@ -129,6 +129,11 @@ def _leg(rng, x, z, top, thickness, round_legs):
     return box((thickness, top, thickness), subdivisions=8, center=(x, top / 2, z))
 
 
+def _corner_legs(rng, half_x: float, half_z: float, top: float, leg_t: float, round_legs: bool) -> list[Mesh]:
+    """Four legs at ``(+-half_x, +-half_z)`` reaching up to height ``top`` (order: x-, z- first)."""
+    return [_leg(rng, sx * half_x, sz * half_z, top, leg_t, round_legs) for sx in (-1, 1) for sz in (-1, 1)]
+
+
 def _table(rng) -> Mesh:
     w, d = rng.uniform(0.8, 1.2), rng.uniform(0.5, 0.9)
     h = rng.uniform(0.5, 0.8)
@@ -137,10 +142,8 @@ def _table(rng) -> Mesh:
     inset = rng.uniform(0.03, 0.1)
     round_legs = bool(rng.integers(0, 2))
     parts = [box((w, top_t, d), subdivisions=24, center=(0.0, h - top_t / 2, 0.0))]
-    for sx in (-1, 1):
-        for sz in (-1, 1):
-            x, z = sx * (w / 2 - inset - leg_t / 2), sz * (d / 2 - inset - leg_t / 2)
-            parts.append(_leg(rng, x, z, h - top_t / 2, leg_t, round_legs))  # legs end inside the top
+    # legs end inside the top
+    parts += _corner_legs(rng, w / 2 - inset - leg_t / 2, d / 2 - inset - leg_t / 2, h - top_t / 2, leg_t, round_legs)
     return assemble(parts)
 
 
@@ -151,10 +154,7 @@ def _chair(rng) -> Mesh:
     leg_t = rng.uniform(0.035, 0.055)
     round_legs = bool(rng.integers(0, 2))
     parts = [box((w, seat_t, d), subdivisions=24, center=(0.0, seat_h - seat_t / 2, 0.0))]
-    for sx in (-1, 1):
-        for sz in (-1, 1):
-            x, z = sx * (w / 2 - leg_t), sz * (d / 2 - leg_t)
-            parts.append(_leg(rng, x, z, seat_h - seat_t / 2, leg_t, round_legs))
+    parts += _corner_legs(rng, w / 2 - leg_t, d / 2 - leg_t, seat_h - seat_t / 2, leg_t, round_legs)
     back_t = rng.uniform(0.03, 0.05)
     z_back = -d / 2 + back_t / 2 + 0.005
     # Two posts rising from the seat and a panel between them, each overlapping its neighbour.
