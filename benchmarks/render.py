@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from unrender.allocator import retain_freed_memory  # noqa: E402
 from unrender.cameras import Camera, look_at  # noqa: E402
 from unrender.mesh import Mesh, PBRMaterial  # noqa: E402
 from unrender.render.antialias import build_topology  # noqa: E402
@@ -188,7 +189,11 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-mitsuba", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "render.json"))
+    ap.add_argument("--system-allocator", action="store_true",
+                    help="leave glibc's allocator as is (default: retain freed memory as the CLI does)")
     args = ap.parse_args()
+    retained = False if args.system_allocator else retain_freed_memory()
+    print(f"allocator: {'glibc, freed memory retained (as the CLI runs)' if retained else 'system default'}")
     device = torch.device(args.device)
     sizes = ["60k"] if args.quick else (args.sizes.split(",") if args.sizes else list(TRIANGLES))
     batches = [1] if args.quick else [int(b) for b in (args.batches or "1,8").split(",")]
@@ -214,7 +219,7 @@ def main():
                       + (f", +light rebuild {row['with_light_rebuild']['ms']:.1f} ms" if "with_light_rebuild" in row else "")
                       + (f", mitsuba {mi_ms:8.1f} ms (x{row['speedup_vs_mitsuba']:.0f})" if mi_ms else ""), flush=True)
     result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "rows": rows,
+              "cpu": platform.processor() or platform.machine(), "rows": rows, "retain_freed_memory": retained,
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -72,6 +72,9 @@ def render(mesh: Path = typer.Argument(..., help="OBJ, PLY, GLB or GLTF mesh to 
 
 
 def main() -> None:  # console-script entry point
+    from .allocator import retain_freed_memory
+
+    retain_freed_memory()  # render loops reuse the same large buffers every step (see unrender/allocator.py)
     app()
 
 

@@ -18,7 +18,7 @@ from numba import njit, prange
 from .kernel_config import PARALLEL
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cross(a0, a1, a2, b0, b1, b2):  # pragma: no cover - compiled
     return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
 
@@ -53,7 +53,7 @@ def _setup(pos, tri, edges, edge_opp, always, coef, sil):  # pragma: no cover - 
         sil[b, e] = s1 * s2 >= 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _exit_edge(coef, pb, t, fx, fy, ox, oy, entry):  # pragma: no cover - compiled
     """Edge of triangle t through which the segment (fx, fy) -> (ox, oy) leaves it: the smallest crossing
     among the edges whose function falls below 0 at O (``entry`` excluded); -1 when O is inside."""
@@ -131,7 +131,7 @@ def _search(coef, sil, rast, face_edges, edge_faces, max_walk, count, out):  # p
         count[task] = n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _compact(count, out, res):  # pragma: no cover - compiled
     k = 0
     for task in range(count.shape[0]):

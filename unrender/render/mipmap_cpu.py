@@ -15,7 +15,7 @@ from .kernel_config import PARALLEL
 
 # ---------------------------------------------------------------- mip stacks (even sizes)
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _mip_down_row(flat, n, i, so, sw, sh, do, dw):  # pragma: no cover - compiled
     """Row ``i`` of level ``l`` from level ``l - 1``: mean over rows first, then columns (torch's order)."""
     fy = 2 if sh > 1 else 1
@@ -53,7 +53,7 @@ def _mip_down(flat, offs, hs, ws):  # pragma: no cover - compiled
                 _mip_down_row(flat, task // dh, task % dh, so, sw, sh, do, dw)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _mip_up_row(grad, tmp, out0, n, i, lv, so, sw, dst, dw, dh, base):  # pragma: no cover - compiled
     fy = 2 if dh > 1 else 1
     fx = 2 if dw > 1 else 1

@@ -20,7 +20,7 @@ from numba import njit, prange
 from .kernel_config import PARALLEL, worker_count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cross(a0, a1, a2, b0, b1, b2):  # pragma: no cover - compiled
     return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
 
@@ -97,7 +97,7 @@ def _zbuffer(coef, box, height, width, bands, out_id):  # pragma: no cover - com
                         out_id[b, row, col] = f + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pixel_terms(pos, tri, b, t, px, py):  # pragma: no cover - compiled
     """Vertices and edge-function values D_i of triangle t at ndc (px, py), as scalars."""
     i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
@@ -133,7 +133,7 @@ def _barycentrics(pos, tri, ids, rast):  # pragma: no cover - compiled
             rast[b, row, col, 3] = t + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scatter_edge(acc, b, vj, vk, gd, xj, yj, wj, xk, yk, wk, px, py):  # pragma: no cover - compiled
     # dD_i/dV_j = V_k x p and dD_i/dV_k = p x V_j, components (x, y, w)
     ax, ay, aw = _cross(xk, yk, wk, px, py, 1.0)

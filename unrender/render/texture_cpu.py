@@ -38,7 +38,7 @@ _BIG = 4.0e18
 
 # ---------------------------------------------------------------- shared helpers (inlined)
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _ifloor(x):  # pragma: no cover - compiled
     """``int(floor(x))`` that stays defined for NaN / huge values (mapped to 0)."""
     f = np.floor(x)
@@ -47,13 +47,13 @@ def _ifloor(x):  # pragma: no cover - compiled
     return int(f)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _sgn(v, s):  # pragma: no cover - compiled
     """``v`` times the sign ``s`` (+-1) without leaving ``v``'s dtype."""
     return v if s > 0 else -v
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _fix(i, n, wrap):  # pragma: no cover - compiled
     if wrap:  # an integer division only when the tap is more than one period away
         if i < 0:
@@ -70,7 +70,7 @@ def _fix(i, n, wrap):  # pragma: no cover - compiled
     return i
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _split_level(lam, lmode, n_lev):  # pragma: no cover - compiled
     """``(l0, l1, frac)``: lmode 0 = level 0, 1 = nearest level, 2 = blend of l0 and l1 by frac."""
     if lmode == 0:
@@ -89,7 +89,7 @@ def _split_level(lam, lmode, n_lev):  # pragma: no cover - compiled
     return l0, min(l0 + 1, top), lam - f0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _lam_2d(da, bias, p, has_da, has_bias, fh0, fw0):  # pragma: no cover - compiled
     lam = 0.0
     if has_da:
@@ -104,7 +104,7 @@ def _lam_2d(da, bias, p, has_da, has_bias, fh0, fw0):  # pragma: no cover - comp
     return lam
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _taps_2d(u, v, fw, fh, w, h, wrap_u, wrap_v, half):  # pragma: no cover - compiled
     """Bilinear taps at one level: column/row offsets ``(x0, x1, y0 * W, y1 * W)`` and fractions."""
     x = u * fw - half
@@ -119,7 +119,7 @@ def _taps_2d(u, v, fw, fh, w, h, wrap_u, wrap_v, half):  # pragma: no cover - co
             _fix(iy0 + 1, h, wrap_v) * w, fx, fy)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _nonzero_row(grad, p):  # pragma: no cover - compiled
     for c in range(grad.shape[1]):
         if grad[p, c] != 0:
@@ -127,7 +127,7 @@ def _nonzero_row(grad, p):  # pragma: no cover - compiled
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, first, nc):  # pragma: no cover - compiled
     gx = 1 - fx
     gy = 1 - fy
@@ -143,7 +143,7 @@ def _blend4(table, out, p, r00, r01, r10, r11, fx, fy, lw, first, nc):  # pragma
             out[p, c] += val
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc):  # pragma: no cover - compiled
     """Scatter ``w_k lw g`` to the four taps; return ``(d/dfx, d/dfy)`` of ``<out, g>`` (times lw)."""
     gx = 1 - fx
@@ -171,7 +171,7 @@ def _back4(table, grad, acc, need_tab, p, r00, r01, r10, r11, fx, fy, lw, nc):  
 
 # ---------------------------------------------------------------- 2-D textures
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
                nearest, wrap_u, wrap_v, half, out, nc):  # pragma: no cover - compiled
     base = (p // ppi) * istride if istride != 0 else 0
@@ -195,16 +195,12 @@ def _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs,
 def _fwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
             nearest, wrap_u, wrap_v, half, out):  # pragma: no cover - compiled
     n_c = table.shape[1]
-    for p in prange(uv.shape[0]):  # constant channel counts let the channel loops unroll
-        if n_c == 3:
-            _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
-                       nearest, wrap_u, wrap_v, half, out, 3)
-        else:
-            _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
-                       nearest, wrap_u, wrap_v, half, out, n_c)
+    for p in prange(uv.shape[0]):
+        _px_fwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
+                   nearest, wrap_u, wrap_v, half, out, n_c)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode, n_lev,
                nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
     if need_uv:
@@ -248,17 +244,13 @@ def _bwd_2d(table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, f
         if need_tab:
             acc[:, :] = 0.0
         for p in range(ch * n_pix // nch, (ch + 1) * n_pix // nch):
-            if n_c == 3:
-                _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode,
-                           n_lev, nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, 3)
-            else:
-                _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode,
-                           n_lev, nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, n_c)
+            _px_bwd_2d(p, table, uv, da, bias, has_da, has_bias, ppi, istride, offs, hs, ws, fhs, fws, lmode,
+                       n_lev, nearest, wrap_u, wrap_v, half, grad, need_tab, need_uv, acc, guv, n_c)
 
 
 # ---------------------------------------------------------------- cube maps
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _cube_face(x, y, z, fax, tiny, half, one):  # pragma: no cover - compiled
     """``dir_to_face`` of one direction: ``(face, s, t, |m|, clamped)`` in the direction's dtype."""
     ax, ay, az = abs(x), abs(y), abs(z)
@@ -297,7 +289,7 @@ def _cube_fix(face, ix, iy, r, fax):  # pragma: no cover - compiled
     return f2, min(max(_ifloor(s2 * rf), 0), r - 1), min(max(_ifloor(t2 * rf), 0), r - 1)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _lam_cube(uv, da, bias, p, has_da, has_bias, fax, fw0, tiny):  # pragma: no cover - compiled
     lam = 0.0
     if has_da:
@@ -323,13 +315,8 @@ def _lam_cube(uv, da, bias, p, has_da, has_bias, fax, fw0, tiny):  # pragma: no 
 
 
 @njit(cache=True, error_model="numpy")
-def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - compiled
-    x = s * fr - half
-    y = t * fr - half
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    ix0 = _ifloor(x0)
-    iy0 = _ifloor(y0)
+def _cube_rows_edge(face, ix0, iy0, b, ft, off, r, fax):  # pragma: no cover - compiled
+    """Rows of the four taps when some fall off the face (out of line: rare, and keeps kernels small)."""
     f, i, j = _cube_fix(face, ix0, iy0, r, fax)
     r00 = b + f * ft + off + j * r + i
     f, i, j = _cube_fix(face, ix0 + 1, iy0, r, fax)
@@ -338,10 +325,25 @@ def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - 
     r10 = b + f * ft + off + j * r + i
     f, i, j = _cube_fix(face, ix0 + 1, iy0 + 1, r, fax)
     r11 = b + f * ft + off + j * r + i
+    return r00, r01, r10, r11
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _cube_rows(face, s, t, b, ft, off, r, fr, fax, half):  # pragma: no cover - compiled
+    x = s * fr - half
+    y = t * fr - half
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    ix0 = _ifloor(x0)
+    iy0 = _ifloor(y0)
+    if ix0 >= 0 and iy0 >= 0 and ix0 + 1 < r and iy0 + 1 < r:
+        r00 = b + face * ft + off + iy0 * r + ix0
+        return r00, r00 + 1, r00 + r, r00 + r + 1, x - x0, y - y0
+    r00, r01, r10, r11 = _cube_rows_edge(face, ix0, iy0, b, ft, off, r, fax)
     return r00, r01, r10, r11, x - x0, y - y0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
                  nearest, fax, half, one, tiny, out, nc):  # pragma: no cover - compiled
     base = (p // ppi) * istride if istride != 0 else 0
@@ -369,15 +371,11 @@ def _fwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs,
     n_c = table.shape[1]
     half, one, tiny = cst[0], cst[1], cst[2]
     for p in prange(uv.shape[0]):
-        if n_c == 3:
-            _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
-                         nearest, fax, half, one, tiny, out, 3)
-        else:
-            _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
-                         nearest, fax, half, one, tiny, out, n_c)
+        _px_fwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                     nearest, fax, half, one, tiny, out, n_c)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
                  nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, nc):  # pragma: no cover - compiled
     if need_uv:
@@ -429,12 +427,8 @@ def _bwd_cube(table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs,
         if need_tab:
             acc[:, :] = 0.0
         for p in range(ch * n_pix // nch, (ch + 1) * n_pix // nch):
-            if n_c == 3:
-                _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
-                             nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, 3)
-            else:
-                _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
-                             nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, n_c)
+            _px_bwd_cube(p, table, uv, da, bias, has_da, has_bias, ppi, istride, ft, offs, hs, fhs, lmode, n_lev,
+                         nearest, fax, half, one, tiny, grad, need_tab, need_uv, acc, guv, n_c)
 
 
 # ---------------------------------------------------------------- chunked scatter reduction
@@ -459,10 +453,7 @@ class SampleCPU(torch.autograd.Function):
     def forward(ctx, table, uv, uv_da, bias, geom):
         out = table.new_empty(uv.shape[0], table.shape[1])
         args = geom.args(table, uv, uv_da, bias)
-        if geom.cube:
-            _fwd_cube(*args, out.numpy())
-        else:
-            _fwd_2d(*args, out.numpy())
+        (_fwd_cube if geom.cube else _fwd_2d)(*args, out.numpy())
         ctx.geom = geom
         ctx.save_for_backward(table, uv, uv_da, bias)
         return out
@@ -477,8 +468,9 @@ class SampleCPU(torch.autograd.Function):
         grad = grad.detach().contiguous().to(table.dtype)
         m, n_c = table.shape
         taps = 1 if geom.nearest else (8 if geom.lmode == 2 else 4)
-        nch = _num_chunks(uv.shape[0], taps, m) if need_tab else 1
-        bufs = table.new_empty((nch, m, n_c) if need_tab else (1, 1, n_c))
+        # Without a table gradient there is nothing to reduce: one task per thread, no table copies.
+        nch = _num_chunks(uv.shape[0], taps, m) if need_tab else worker_count()
+        bufs = table.new_empty((nch, m, n_c) if need_tab else (nch, 1, n_c))
         guv = torch.empty_like(uv) if need_uv else uv.new_empty(1, uv.shape[1])
         args = geom.args(table, uv, uv_da, bias)
         kernel = _bwd_cube if geom.cube else _bwd_2d
