@@ -24,7 +24,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
-def retain_freed_memory(limit_bytes: int = 1 << 30) -> bool:
+def retain_freed_memory(limit_bytes: int = 1 << 28) -> bool:
     """Keep freed blocks up to ``limit_bytes`` in the process (glibc ``mallopt``); True if applied.
 
     Example:
