@@ -71,6 +71,52 @@ def render(mesh: Path = typer.Argument(..., help="OBJ, PLY, GLB or GLTF mesh to 
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def reconstruct(data: Path = typer.Argument(..., help="Dataset folder: NeRF-synthetic, COLMAP, LLFF, IDR/DTU or "
+                                                      "image+JSON layout."),
+                out: Path = typer.Option(..., "--out", help="Output folder (mesh/, light/, test/, metrics.json, "
+                                                           "report.html)."),
+                preset: str = typer.Option("default", help="Preset: fast, default or quality."),
+                set_: list[str] = typer.Option([], "--set", help="Override a config field, KEY=VALUE (repeatable), "
+                                                                "e.g. --set pass1.iterations=300."),
+                triangles: int | None = typer.Option(None, help="Triangle budget of the final mesh."),
+                device: str | None = typer.Option(None, help="auto, cpu or cuda (default: the config's, auto)."),
+                max_minutes: float | None = typer.Option(None, help="Training time budget; outputs are still "
+                                                                   "written when it runs out."),
+                gt_mesh: Path | None = typer.Option(None, help="Ground-truth mesh for geometry metrics."),
+                resume: bool = typer.Option(False, help="Continue the run in OUT from its checkpoint."),
+                force: bool = typer.Option(False, help="Overwrite a previous run in OUT.")):
+    """Posed images with masks -> textured PBR mesh (OBJ, GLB) + HDR environment light."""
+    from .recon.multiview import apply_overrides
+    from .recon.multiview import preset as make_preset
+    from .recon.multiview import reconstruct as run
+    try:
+        extra = [f"{k}={v}" for k, v in (("triangles", triangles), ("device", device), ("max_minutes", max_minutes))
+                 if v is not None]
+        cfg = apply_overrides(make_preset(preset), list(set_) + extra)
+        run(data, out, cfg, gt_mesh=gt_mesh, resume=resume, force=force)
+    except UnrenderError as exc:
+        _fail(exc)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("eval")
+def evaluate(pred: Path = typer.Argument(..., help="Predicted mesh (OBJ, PLY, GLB)."),
+             gt: Path = typer.Argument(..., help="Ground-truth mesh."),
+             points: int = typer.Option(100_000, help="Surface samples per mesh."),
+             seed: int = typer.Option(0, help="Sampling seed.")):
+    """Chamfer-L1/L2, F-score@{0.005,0.01,0.02}, normal consistency (+ volume IoU when both are watertight),
+    both meshes scaled so that the ground truth's bounding box has longest side 1."""
+    from .io.mesh_files import load_mesh
+    from .metrics.geometry import evaluate_meshes
+    try:
+        m = evaluate_meshes(load_mesh(pred), load_mesh(gt), n_points=points, seed=seed).to_dict()
+    except UnrenderError as exc:
+        _fail(exc)
+    for k, v in m.items():
+        typer.echo(f"{k:>24}: {v:.6f}" if isinstance(v, float) else f"{k:>24}: {v}")
+
+
 def main() -> None:  # console-script entry point
     from .allocator import retain_freed_memory
 

@@ -90,7 +90,7 @@ def _material_maps(mesh: Mesh, rast, pos, uv_rows, n_pix):
 
 
 def render_mesh(mesh: Mesh, camera: Camera, light=None, *, shading: str = "pbr", background=None,
-                antialias: bool = True, topology=None) -> RenderOutput:
+                antialias: bool = True, topology=None, material_fn=None) -> RenderOutput:
     """Render ``mesh`` from every camera of ``camera`` under ``light``.
 
     Args:
@@ -103,6 +103,9 @@ def render_mesh(mesh: Mesh, camera: Camera, light=None, *, shading: str = "pbr",
         background: ``None`` (black, transparent), an RGB triple, or linear images ``[B,H,W,3]`` (top row first).
         antialias: blend silhouette pixels analytically (needed for silhouette gradients).
         topology: cached edge topology of ``mesh.faces`` for antialiasing (see :func:`build_topology`).
+        material_fn: optional callable ``points[N,3] -> (base_color[N,3], orm[N,3])`` evaluated at the world
+            position of every covered pixel (a neural material field, e.g.
+            :class:`unrender.geometry.fields.MaterialField`); replaces ``mesh.material``.
     Returns:
         :class:`RenderOutput`.
 
@@ -129,7 +132,12 @@ def render_mesh(mesh: Mesh, camera: Camera, light=None, *, shading: str = "pbr",
     points = interpolate(mesh.vertices, rast, mesh.faces).reshape(-1, 3)[rows]
     normals_v = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
     geo_n = torch.nn.functional.normalize(interpolate(normals_v, rast, mesh.faces).reshape(-1, 3)[rows], dim=-1)
-    base, occ, rough, metal, n_map = _material_maps(mesh, rast, pos, rows, n_pix)
+    if material_fn is not None:
+        base, orm = material_fn(points)
+        occ, rough, metal = unpack_orm(orm)
+        n_map = None
+    else:
+        base, occ, rough, metal, n_map = _material_maps(mesh, rast, pos, rows, n_pix)
     normal = geo_n
     if n_map is not None:
         tan_v = vertex_tangents(mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces, normals_v)

@@ -1,0 +1,183 @@
+"""Configuration of multi-view reconstruction: one typed dataclass, named presets, ``key=value`` overrides.
+
+    cfg = preset("fast")                       # or "default", "quality"
+    cfg = apply_overrides(cfg, ["pass1.iterations=300", "triangles=20000"])
+
+Every field has a docstring; ``unrender reconstruct --set KEY=VALUE`` reaches any of them (nested
+sections with a dot). The full config used is written to ``OUT/config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from ...errors import InputError
+
+
+@dataclass
+class Pass1Config:
+    """Pass 1: topology (DMTet), a neural material field and the light, from scratch."""
+
+    iterations: int = 500
+    """Optimisation steps."""
+    tet_resolution: int = 48
+    """Cells per axis of the tetrahedral grid over the object's bounding box."""
+    batch_size: int = 2
+    """Views per step."""
+    lr_geometry: float = 0.01
+    """Adam learning rate of the SDF values and vertex deformations."""
+    lr_material: float = 0.01
+    """Adam learning rate of the material field."""
+    lr_light: float = 0.01
+    """Adam learning rate of the environment map."""
+    sdf_reg_start: float = 0.2
+    """Weight of the SDF sign regulariser at the first step (decays linearly) ..."""
+    sdf_reg_end: float = 0.01
+    """... to this weight at the last step."""
+    material_smooth: float = 0.02
+    """Weight of the material smoothness term |m(x) - m(x + N(0, 0.01 * box))|."""
+    field_levels: int = 6
+    """Levels of the multiresolution grid encoding."""
+    field_max_res: int = 128
+    """Resolution of the finest level."""
+    field_hidden: int = 32
+    """Width of the MLP's hidden layers."""
+
+
+@dataclass
+class Pass2Config:
+    """Pass 2: fixed topology; UV textures, vertex positions and light fine-tuned."""
+
+    iterations: int = 300
+    """Optimisation steps."""
+    batch_size: int = 2
+    """Views per step."""
+    texture_resolution: int = 1024
+    """Side of the baked base-colour, ORM and normal textures."""
+    lr_positions: float = 0.0005
+    """Adam learning rate of vertex offsets (world units; scaled by the box size)."""
+    lr_textures: float = 0.01
+    """Adam learning rate of the textures."""
+    lr_light: float = 0.01
+    """Adam learning rate of the environment map."""
+    laplacian: float = 2000.0
+    """Weight of the uniform Laplacian of the vertex offsets (in units of the box size); keeps pass 2 from
+    folding the surface (nvdiffrec uses a similar scale)."""
+    learn_normal_map: bool = True
+    """Fine-tune a tangent-space normal map (else it stays flat)."""
+
+
+@dataclass
+class MultiViewConfig:
+    """Everything ``unrender reconstruct`` needs besides the data and the output folder."""
+
+    preset: str = "default"
+    """Name of the preset these values started from."""
+    pass1: Pass1Config = field(default_factory=Pass1Config)
+    """Topology + material field + light."""
+    pass2: Pass2Config = field(default_factory=Pass2Config)
+    """Textures + vertex refinement + light."""
+    train_resolution: int = 0
+    """Longest image side used for training (0 = the dataset's own size); test renders use full size."""
+    mask_weight: float = 1.0
+    """Weight of the mask (alpha) MSE loss."""
+    light_resolution: int = 64
+    """Face resolution of the learned environment cube map."""
+    light_white_balance: float = 0.005
+    """Weight of the light prior pulling each texel towards its grey value (nvdiffrec's light regulariser)."""
+    triangles: int = 0
+    """Triangle budget of the final mesh (0 = no simplification)."""
+    hull_resolution: int = 96
+    """Voxels per axis of the visual hull that gives the bounding box and the initial shape."""
+    checkpoint_minutes: float = 3.0
+    """Write a checkpoint at least this often (and at the end of each pass)."""
+    max_minutes: float = 0.0
+    """Time budget for training (0 = none): stop early and still write every output."""
+    seed: int = 0
+    """Seed of view sampling, backgrounds and initial values."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+
+
+def preset(name: str) -> MultiViewConfig:
+    """The named preset: ``fast`` (a few minutes on 2 CPU cores), ``default``, ``quality``.
+
+    Example:
+        >>> preset("fast").pass1.tet_resolution
+        32
+    """
+    cfg = MultiViewConfig(preset=name)
+    if name == "fast":
+        cfg.train_resolution = 128
+        cfg.hull_resolution = 64
+        cfg.pass1 = Pass1Config(iterations=200, tet_resolution=32, field_levels=4, field_max_res=64)
+        cfg.pass2 = Pass2Config(iterations=100, texture_resolution=512)
+    elif name == "default":
+        pass
+    elif name == "quality":
+        cfg.pass1 = Pass1Config(iterations=1500, tet_resolution=80, batch_size=4, field_levels=8, field_max_res=256)
+        cfg.pass2 = Pass2Config(iterations=1000, batch_size=4, texture_resolution=2048)
+        cfg.hull_resolution = 128
+        cfg.light_resolution = 128
+    else:
+        raise InputError(f"unknown preset {name!r}; choose fast, default or quality.")
+    return cfg
+
+
+def _convert(text: str, kind, key: str):
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind in (int, float, str):
+            return kind(text)
+        if origin is not None:
+            return json.loads(text)
+    except ValueError:
+        pass
+    raise InputError(f"--set {key}={text}: expected a value of type {getattr(kind, '__name__', kind)}.")
+
+
+def apply_overrides(cfg: MultiViewConfig, items) -> MultiViewConfig:
+    """Apply ``["section.key=value", ...]`` to a copy of ``cfg``; unknown keys and bad values raise.
+
+    Example:
+        >>> apply_overrides(preset("fast"), ["pass1.iterations=7"]).pass1.iterations
+        7
+    """
+    cfg = dataclasses.replace(cfg, pass1=dataclasses.replace(cfg.pass1), pass2=dataclasses.replace(cfg.pass2))
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY=VALUE; got {item!r}.")
+        key, text = item.split("=", 1)
+        target, parts = cfg, key.strip().split(".")
+        for part in parts[:-1]:
+            if not dataclasses.is_dataclass(getattr(target, part, None)):
+                raise InputError(f"--set {key}: {part!r} is not a section; sections are pass1, pass2.")
+            target = getattr(target, part)
+        hints = typing.get_type_hints(type(target))
+        name = parts[-1]
+        if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
+            known = ", ".join(f.name for f in dataclasses.fields(target))
+            raise InputError(f"--set {key}: unknown field {name!r}; known: {known}.")
+        setattr(target, name, _convert(text.strip(), hints[name], key))
+    return cfg
+
+
+def config_to_dict(cfg: MultiViewConfig) -> dict:
+    """Plain-JSON form of ``cfg`` (written to ``OUT/config.json``)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict) -> MultiViewConfig:
+    """Inverse of :func:`config_to_dict` (used by ``--resume``)."""
+    d = dict(d)
+    p1, p2 = Pass1Config(**d.pop("pass1")), Pass2Config(**d.pop("pass2"))
+    return MultiViewConfig(pass1=p1, pass2=p2, **d)

@@ -1,0 +1,206 @@
+"""The two optimisation passes of multi-view reconstruction, each a small stateful object.
+
+**Pass 1** (topology): a DMTet grid (SDF + deformation per grid vertex) initialised from the visual
+hull, a :class:`~unrender.geometry.fields.MaterialField`, and a learnable
+:class:`~unrender.render.lights.environment.EnvironmentLight`. Every step extracts the mesh with
+marching tetrahedra, renders ``batch_size`` random views over random background colours and minimises
+
+    L = image_logl1 + w_mask * mask_mse + w_sdf(t) * sdf_sign_reg + w_smooth * material_smooth + w_light * white_balance
+
+with ``w_sdf`` decaying linearly from ``sdf_reg_start`` to ``sdf_reg_end``.
+
+**Pass 2** (appearance + refinement): the pass-1 mesh, cleaned (small components dropped,
+optionally simplified), unwrapped with xatlas; the field is baked into base-colour and ORM textures
+and a flat normal map; vertex offsets (with a uniform-Laplacian penalty), textures and light are
+fine-tuned with the same image and mask losses.
+
+Learning rates follow a short linear warm-up then an exponential decay to 10% at the last step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...geometry.dmtet import DMTetGeometry, laplacian_loss, sdf_sign_regularizer
+from ...geometry.fields import MaterialField
+from ...mesh import Mesh, PBRMaterial
+from ...render.lights.environment import EnvironmentLight
+from ...render.render_mesh import render_mesh
+from .losses import image_loss, light_white_balance, mask_loss, material_smoothness
+
+
+def lr_factor(it: int, total: int, warmup: int = 20) -> float:
+    """Warm-up over ``warmup`` steps, then ``10^(-t)`` with ``t`` going 0 -> 1 over the run."""
+    w = min(1.0, (it + 1) / warmup)
+    return w * 10.0 ** (-it / max(total, 1))
+
+
+def _set_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * factor
+
+
+def _adam(groups) -> torch.optim.Optimizer:
+    opt = torch.optim.Adam([{"params": p, "lr": lr, "base_lr": lr} for p, lr in groups], betas=(0.9, 0.99), eps=1e-8)
+    return opt
+
+
+def _random_backgrounds(n: int, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, 1, 1, 3, generator=gen).to(device)
+
+
+class Pass1:
+    """DMTet + material field + light (module docstring)."""
+
+    def __init__(self, cfg, bounds: torch.Tensor, sdf_fn, device):
+        c1 = cfg.pass1
+        self.cfg, self.device = cfg, device
+        self.bounds = bounds.to(device)
+        self.geometry = DMTetGeometry.from_sdf_function(sdf_fn, c1.tet_resolution, self.bounds.cpu()).to(device)
+        self.field = MaterialField(self.bounds, levels=c1.field_levels, max_res=c1.field_max_res,
+                                   hidden=c1.field_hidden).to(device)
+        self.light = EnvironmentLight(resolution=cfg.light_resolution, init=0.5).to(device)
+        self.opt = _adam([(list(self.geometry.parameters()), c1.lr_geometry),
+                          (list(self.field.parameters()), c1.lr_material),
+                          ([self.light.base], c1.lr_light)])
+        self.smooth_sigma = 0.01 * float((self.bounds[1] - self.bounds[0]).max())
+
+    def step(self, views, it: int, gen: torch.Generator) -> dict:
+        c1 = self.cfg.pass1
+        _set_lr(self.opt, lr_factor(it, c1.iterations))
+        idx = torch.randint(len(views), (c1.batch_size,), generator=gen)
+        bg = _random_backgrounds(len(idx), gen, self.device)
+        target, mask = views.targets(idx.to(views.color.device), bg)
+        mesh = self.geometry.mesh()
+        self.opt.zero_grad(set_to_none=True)
+        self.light.build()
+        if mesh.num_faces == 0:  # everything carved away: only the regulariser can bring it back
+            loss = self._sdf_reg(it)
+            loss.backward()
+            self.opt.step()
+            return {"loss": float(loss), "image": float("nan"), "mask": 1.0, "faces": 0}
+        out = render_mesh(mesh, views.camera[idx], self.light, background=bg.expand(-1, *target.shape[1:3], 3),
+                          material_fn=self.field)
+        l_img = image_loss(out.color, target)
+        l_mask = mask_loss(out.alpha, mask)
+        loss = l_img + self.cfg.mask_weight * l_mask + self._sdf_reg(it)
+        if c1.material_smooth > 0:
+            pts = mesh.vertices.detach()
+            pts = pts[torch.randint(pts.shape[0], (min(4096, pts.shape[0]),), generator=gen)]
+            loss = loss + c1.material_smooth * material_smoothness(self.field, pts, self.smooth_sigma, gen)
+        if self.cfg.light_white_balance > 0:
+            loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.light.base.clamp_(min=0.0)
+        return {"loss": float(loss), "image": float(l_img), "mask": float(l_mask), "faces": mesh.num_faces}
+
+    def _sdf_reg(self, it: int) -> torch.Tensor:
+        c1 = self.cfg.pass1
+        t = it / max(c1.iterations - 1, 1)
+        w = c1.sdf_reg_start + (c1.sdf_reg_end - c1.sdf_reg_start) * t
+        return w * sdf_sign_regularizer(self.geometry.sdf, self.geometry.grid.edges)
+
+    def state_dict(self) -> dict:
+        return {"geometry": self.geometry.state_dict(), "field": self.field.state_dict(),
+                "light": self.light.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.geometry.load_state_dict(state["geometry"])
+        self.field.load_state_dict(state["field"])
+        self.light.load_state_dict(state["light"])
+        self.opt.load_state_dict(state["opt"])
+
+
+class Pass2:
+    """Textured mesh + vertex offsets + light (module docstring).
+
+    ``mesh`` carries the unwrapped topology (vertices, faces, uvs, uv_faces) and the baked material.
+    """
+
+    def __init__(self, cfg, mesh: Mesh, light: EnvironmentLight, device):
+        c2 = cfg.pass2
+        self.cfg, self.device = cfg, device
+        self.base = mesh.to(device=device)
+        mat = self.base.material
+        self.offsets = torch.nn.Parameter(torch.zeros_like(self.base.vertices))
+        self.kd = torch.nn.Parameter(mat.base_color.clone())
+        self.orm = torch.nn.Parameter(mat.orm.clone())
+        flat = torch.zeros_like(mat.base_color)
+        flat[..., 2] = 1.0
+        self.normal = torch.nn.Parameter(mat.normal.clone() if mat.normal is not None else flat)
+        self.light = light
+        scale = float((self.base.vertices.amax(0) - self.base.vertices.amin(0)).max())
+        groups = [([self.offsets], c2.lr_positions * scale), ([self.kd, self.orm], c2.lr_textures),
+                  ([self.light.base], c2.lr_light)]
+        if c2.learn_normal_map:
+            groups.append(([self.normal], c2.lr_textures))
+        self.opt = _adam(groups)
+        self.topology = None
+
+    def current_mesh(self) -> Mesh:
+        """The mesh with the current offsets and textures (textures clamped into their valid ranges)."""
+        orm = torch.cat([torch.ones_like(self.orm[..., :1]), self.orm[..., 1:2].clamp(0.08, 1.0),
+                         self.orm[..., 2:3].clamp(0.0, 1.0)], -1)
+        mat = PBRMaterial(base_color=self.kd.clamp(0.0, 1.0), orm=orm, normal=self.normal)
+        return Mesh(self.base.vertices + self.offsets, self.base.faces, uvs=self.base.uvs,
+                    uv_faces=self.base.uv_faces, material=mat)
+
+    def step(self, views, it: int, gen: torch.Generator) -> dict:
+        c2 = self.cfg.pass2
+        _set_lr(self.opt, lr_factor(it, c2.iterations))
+        idx = torch.randint(len(views), (c2.batch_size,), generator=gen)
+        bg = _random_backgrounds(len(idx), gen, self.device)
+        target, mask = views.targets(idx.to(views.color.device), bg)
+        self.opt.zero_grad(set_to_none=True)
+        self.light.build()
+        if self.topology is None:
+            from ...render.antialias import build_topology
+
+            self.topology = build_topology(self.base.faces)
+        out = render_mesh(self.current_mesh(), views.camera[idx], self.light,
+                          background=bg.expand(-1, *target.shape[1:3], 3), topology=self.topology)
+        l_img = image_loss(out.color, target)
+        l_mask = mask_loss(out.alpha, mask)
+        scale = float((self.base.vertices.amax(0) - self.base.vertices.amin(0)).max())
+        l_lap = laplacian_loss(self.offsets / scale, self.base.faces)
+        loss = l_img + self.cfg.mask_weight * l_mask + c2.laplacian * l_lap
+        if self.cfg.light_white_balance > 0:
+            loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.light.base.clamp_(min=0.0)
+        return {"loss": float(loss), "image": float(l_img), "mask": float(l_mask), "faces": self.base.num_faces}
+
+    def state_dict(self) -> dict:
+        b = self.base
+        return {"vertices": b.vertices, "faces": b.faces, "uvs": b.uvs, "uv_faces": b.uv_faces,
+                "offsets": self.offsets.detach(), "kd": self.kd.detach(), "orm": self.orm.detach(),
+                "normal": self.normal.detach(), "light": self.light.state_dict(), "opt": self.opt.state_dict()}
+
+    @classmethod
+    def from_state_dict(cls, cfg, state: dict, device) -> "Pass2":
+        light = EnvironmentLight(resolution=cfg.light_resolution).to(device)
+        light.load_state_dict(state["light"])
+        mat = PBRMaterial(base_color=state["kd"], orm=state["orm"], normal=state["normal"])
+        mesh = Mesh(state["vertices"], state["faces"], uvs=state["uvs"], uv_faces=state["uv_faces"], material=mat)
+        p2 = cls(cfg, mesh, light, device)
+        with torch.no_grad():
+            p2.offsets.copy_(state["offsets"])
+        p2.opt.load_state_dict(state["opt"])
+        return p2
+
+
+def scene_scale(bounds: torch.Tensor) -> float:
+    """Longest side of a ``[2,3]`` box."""
+    return float((bounds[1] - bounds[0]).max())
+
+
+def padded_bounds(bounds: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+    """``bounds [2,3]`` grown by ``margin`` of its longest side on every face (a cube would also do, but a
+    tight box spends the grid's resolution where the object is)."""
+    pad = margin * scene_scale(bounds)
+    return torch.stack([bounds[0] - pad, bounds[1] + pad])
+

@@ -1,0 +1,219 @@
+"""``reconstruct(DATA, OUT)``: posed images with masks -> textured PBR mesh + environment light.
+
+The script of the pipeline (each line a layer call):
+
+1. read the train (and test) split of the dataset; decode the training views at ``train_resolution``;
+2. carve the visual hull from the masks: the bounding box of the tet grid and the initial SDF;
+3. pass 1 (:class:`.passes.Pass1`): DMTet + material field + light;
+4. clean the mesh (drop small components, optional simplification to ``triangles``), unwrap with
+   xatlas, bake the field into textures;
+5. pass 2 (:class:`.passes.Pass2`): vertex offsets + textures + light;
+6. write every output (:mod:`.outputs`).
+
+Progress is shown with a bar; a checkpoint is written every ``checkpoint_minutes`` and at the end of
+pass 1, and ``resume=True`` continues from it. ``max_minutes`` bounds the training time (60% for
+pass 1): training stops early and all outputs are still written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ...errors import InputError
+from ...geometry.dmtet import remove_small_components
+from ...mesh import Mesh, PBRMaterial
+from .config import MultiViewConfig, config_from_dict, config_to_dict
+from .passes import Pass1, Pass2, padded_bounds
+from .views import training_views
+
+CHECKPOINT = "checkpoint/state.pt"
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu.")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda; got {name!r}.")
+    return torch.device(name)
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise InputError(f"--resume: {out / CHECKPOINT} does not exist; start a new run without --resume.")
+        return
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"{out} already holds files (a previous run?); choose another --out, pass --resume to "
+                         f"continue it, or --force to overwrite it.")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class _Clock:
+    """Wall time across resumes: ``elapsed`` counts the time of earlier runs too."""
+
+    def __init__(self, elapsed: float = 0.0):
+        self.start, self.before = time.perf_counter(), elapsed
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+
+def _save_checkpoint(out: Path, state: dict) -> None:
+    path = out / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
+    """Visual hull of the training masks -> ``(padded bounds [2,3], sdf_fn)`` for the tet grid."""
+    from ...geometry.inside import signed_distance
+    from ..visual_hull import visual_hull
+
+    hull = visual_hull(views.camera.to(device="cpu"), views.mask.cpu(), bounds=dataset_bounds,
+                       resolution=cfg.hull_resolution)
+    if hull.num_faces == 0:
+        raise InputError("the masks carve away everything (no point is inside every silhouette); check that the "
+                         "cameras and masks belong together (pose convention, image order).")
+    lo, hi = hull.vertices.amin(0), hull.vertices.amax(0)
+    bounds = padded_bounds(torch.stack([lo, hi]), 0.1)
+    hv, hf = hull.vertices.double(), hull.faces
+
+    def sdf_fn(points: torch.Tensor) -> torch.Tensor:
+        return signed_distance(hv, hf, points.double()).to(points.dtype)
+
+    return bounds, sdf_fn, hull
+
+
+def _bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
+    """Pass-1 mesh -> cleaned, (simplified,) unwrapped mesh with the field baked into textures."""
+    from ...geometry.simplify import simplify_mesh
+    from ...geometry.uv_unwrap import unwrap_uv
+    from ..bake import bake_textures
+
+    with torch.no_grad():
+        m = p1.geometry.mesh()
+        v, f = remove_small_components(m.vertices.detach().cpu(), m.faces.cpu(), 0.05)
+        mesh = Mesh(v, f)
+        if cfg.triangles > 0:
+            mesh = simplify_mesh(mesh, cfg.triangles)
+        mesh = unwrap_uv(mesh, resolution=cfg.pass2.texture_resolution)
+        field = p1.field.cpu()
+        res = cfg.pass2.texture_resolution
+        kd = bake_textures(mesh, lambda x: field(x.float())[0], res, 3)
+        orm = bake_textures(mesh, lambda x: field(x.float())[1], res, 3)
+        p1.field.to(p1.device)
+        normal = torch.zeros_like(kd)
+        normal[..., 2] = 1.0
+    mesh.material = PBRMaterial(base_color=kd, orm=orm, normal=normal)
+    return mesh
+
+
+def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, resume: bool = False,
+                force: bool = False, progress: bool = True) -> Path:
+    """Run the whole pipeline (module docstring) and return ``out``.
+
+    Args:
+        data: dataset folder (any layout :func:`unrender.data.layouts.read_dataset` detects).
+        out: output folder; refused when it holds files, unless ``force`` or ``resume``.
+        cfg: :class:`MultiViewConfig` (default preset when None). Ignored with ``resume`` (the run's own
+            ``config.json`` is used).
+        gt_mesh: optional ground-truth mesh path for geometry metrics.
+        resume: continue from ``out/checkpoint/state.pt``.
+        force: overwrite a previous run in ``out``.
+        progress: show a progress bar.
+
+    Example:
+        >>> reconstruct("data/mug", "runs/mug", preset("fast"))  # doctest: +SKIP
+    """
+    from ...data.layouts import read_dataset
+    from .outputs import write_outputs
+    from .progress import TrainingProgress
+
+    out = Path(out)
+    _prepare_out(out, resume, force)
+    state = None
+    if resume:
+        cfg = config_from_dict(json.loads((out / "config.json").read_text()))
+        state = torch.load(out / CHECKPOINT, weights_only=True, map_location="cpu")
+    cfg = cfg or MultiViewConfig()
+    if not resume:
+        (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    train = read_dataset(data, "train")
+    views = training_views(train, cfg.train_resolution, device)
+    clock = _Clock(state["elapsed"] if state else 0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = state["history"] if state else {"pass1": [], "pass2": []}
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else float("inf")
+
+    # ---------------------------------------------------------------- pass 1
+    if state is None or state["stage"] == "pass1":
+        if state is None:
+            bounds, sdf_fn, _ = initial_shape(views, cfg, getattr(train, "bounds", None))
+            start = 0
+        else:
+            bounds, start = state["bounds"], state["iteration"]
+            sdf_fn = lambda p: p.norm(dim=-1) - 0.5  # noqa: E731 - replaced by the checkpoint's values
+        p1 = Pass1(cfg, bounds, sdf_fn, device)
+        if state is not None:
+            p1.load_state_dict(state["pass1"])
+            gen.set_state(state["generator"])
+        last_save = time.perf_counter()
+        with TrainingProgress("pass 1: shape", cfg.pass1.iterations, start, enabled=progress) as bar:
+            for it in range(start, cfg.pass1.iterations):
+                if clock.elapsed > 0.6 * budget:
+                    break
+                stats = p1.step(views, it, gen)
+                history["pass1"].append(stats["loss"])
+                bar.update(stats)
+                if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
+                    _save_checkpoint(out, {"stage": "pass1", "iteration": it + 1, "bounds": bounds,
+                                           "pass1": p1.state_dict(), "generator": gen.get_state(),
+                                           "elapsed": clock.elapsed, "history": history})
+                    last_save = time.perf_counter()
+        mesh = _bake_pass1(p1, cfg)
+        p2 = Pass2(cfg, mesh, p1.light, device)
+        start = 0
+        _save_checkpoint(out, {"stage": "pass2", "iteration": 0, "bounds": bounds, "pass2": p2.state_dict(),
+                               "generator": gen.get_state(), "elapsed": clock.elapsed, "history": history})
+    else:
+        bounds, start = state["bounds"], state["iteration"]
+        p2 = Pass2.from_state_dict(cfg, state["pass2"], device)
+        gen.set_state(state["generator"])
+
+    # ---------------------------------------------------------------- pass 2
+    last_save = time.perf_counter()
+    with TrainingProgress("pass 2: appearance", cfg.pass2.iterations, start, enabled=progress) as bar:
+        for it in range(start, cfg.pass2.iterations):
+            if clock.elapsed > budget:
+                break
+            stats = p2.step(views, it, gen)
+            history["pass2"].append(stats["loss"])
+            bar.update(stats)
+            if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
+                _save_checkpoint(out, {"stage": "pass2", "iteration": it + 1, "bounds": bounds,
+                                       "pass2": p2.state_dict(), "generator": gen.get_state(),
+                                       "elapsed": clock.elapsed, "history": history})
+                last_save = time.perf_counter()
+    _save_checkpoint(out, {"stage": "pass2", "iteration": cfg.pass2.iterations, "bounds": bounds,
+                           "pass2": p2.state_dict(), "generator": gen.get_state(), "elapsed": clock.elapsed,
+                           "history": history})
+    with torch.no_grad():
+        final = p2.current_mesh()
+        final = Mesh(final.vertices.detach().cpu(), final.faces.cpu(), uvs=final.uvs.cpu(),
+                     uv_faces=final.uv_faces.cpu(), material=final.material.to(device="cpu"))
+        for t in ("base_color", "orm", "normal"):
+            setattr(final.material, t, getattr(final.material, t).detach())
+    write_outputs(out, final, p2.light, data, cfg, history, clock.elapsed, gt_mesh=gt_mesh, train_views=views)
+    return out
