@@ -97,7 +97,7 @@ def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: flo
         m, gt_rgb, pred_rgb = _test_metrics(mesh, light, test, out)
         metrics.update(m)
         k = min(6, len(test))
-        grid = contact_sheet(torch.cat([gt_rgb[:k], pred_rgb[:k]]), columns=k)
+        grid = contact_sheet(list(torch.cat([gt_rgb[:k], pred_rgb[:k]])), columns=k)
     if gt_mesh is not None:
         from ...metrics.geometry import evaluate_meshes
 

@@ -94,7 +94,7 @@ class Pass1:
         self.opt.step()
         with torch.no_grad():
             self.light.base.clamp_(min=0.0)
-        return {"loss": float(loss), "image": float(l_img), "mask": float(l_mask), "faces": mesh.num_faces}
+        return {"loss": loss.item(), "image": l_img.item(), "mask": l_mask.item(), "faces": mesh.num_faces}
 
     def _sdf_reg(self, it: int) -> torch.Tensor:
         c1 = self.cfg.pass1
@@ -172,7 +172,7 @@ class Pass2:
         self.opt.step()
         with torch.no_grad():
             self.light.base.clamp_(min=0.0)
-        return {"loss": float(loss), "image": float(l_img), "mask": float(l_mask), "faces": self.base.num_faces}
+        return {"loss": loss.item(), "image": l_img.item(), "mask": l_mask.item(), "faces": self.base.num_faces}
 
     def state_dict(self) -> dict:
         b = self.base

@@ -25,7 +25,7 @@ import torch
 
 from ...errors import InputError
 from ...geometry.dmtet import remove_small_components
-from ...mesh import Mesh, PBRMaterial
+from ...mesh import Mesh
 from .config import MultiViewConfig, config_from_dict, config_to_dict
 from .passes import Pass1, Pass2, padded_bounds
 from .views import training_views
@@ -98,7 +98,7 @@ def _bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
     """Pass-1 mesh -> cleaned, (simplified,) unwrapped mesh with the field baked into textures."""
     from ...geometry.simplify import simplify_mesh
     from ...geometry.uv_unwrap import unwrap_uv
-    from ..bake import bake_textures
+    from ..bake import bake_material
 
     with torch.no_grad():
         m = p1.geometry.mesh()
@@ -108,13 +108,8 @@ def _bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
             mesh = simplify_mesh(mesh, cfg.triangles)
         mesh = unwrap_uv(mesh, resolution=cfg.pass2.texture_resolution)
         field = p1.field.cpu()
-        res = cfg.pass2.texture_resolution
-        kd = bake_textures(mesh, lambda x: field(x.float())[0], res, 3)
-        orm = bake_textures(mesh, lambda x: field(x.float())[1], res, 3)
+        mesh.material = bake_material(mesh, lambda x: field(x.float()), cfg.pass2.texture_resolution)
         p1.field.to(p1.device)
-        normal = torch.zeros_like(kd)
-        normal[..., 2] = 1.0
-    mesh.material = PBRMaterial(base_color=kd, orm=orm, normal=normal)
     return mesh
 
 

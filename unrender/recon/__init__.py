@@ -1,0 +1,1 @@
+"""Reconstruction pipelines: one module per capability (visual hull baseline, multi-view, single-view, ...)."""
