@@ -27,8 +27,12 @@ class Pass1Config:
     """Cells per axis of the tetrahedral grid over the object's bounding box."""
     batch_size: int = 2
     """Views per step."""
-    lr_geometry: float = 0.01
-    """Adam learning rate of the SDF values and vertex deformations."""
+    lr_sdf: float = 0.05
+    """Adam learning rate of the SDF values, in grid cells per step (scaled by the cell size)."""
+    lr_deform: float = 0.01
+    """Adam learning rate of the vertex deformations (tanh-bounded to a quarter cell)."""
+    laplacian: float = 0.0
+    """Weight of the uniform Laplacian of the extracted surface (in units of the box size)."""
     lr_material: float = 0.01
     """Adam learning rate of the material field."""
     lr_light: float = 0.01

@@ -60,10 +60,12 @@ class Pass1:
         self.field = MaterialField(self.bounds, levels=c1.field_levels, max_res=c1.field_max_res,
                                    hidden=c1.field_hidden).to(device)
         self.light = EnvironmentLight(resolution=cfg.light_resolution, init=0.5).to(device)
-        self.opt = _adam([(list(self.geometry.parameters()), c1.lr_geometry),
+        self.opt = _adam([([self.geometry.sdf], c1.lr_sdf * self.geometry.spacing),
+                          ([self.geometry.deform], c1.lr_deform),
                           (list(self.field.parameters()), c1.lr_material),
                           ([self.light.base], c1.lr_light)])
-        self.smooth_sigma = 0.01 * float((self.bounds[1] - self.bounds[0]).max())
+        self.scale = scene_scale(self.bounds)
+        self.smooth_sigma = 0.01 * self.scale
 
     def step(self, views, it: int, gen: torch.Generator) -> dict:
         c1 = self.cfg.pass1
@@ -84,6 +86,8 @@ class Pass1:
         l_img = image_loss(out.color, target)
         l_mask = mask_loss(out.alpha, mask)
         loss = l_img + self.cfg.mask_weight * l_mask + self._sdf_reg(it)
+        if c1.laplacian > 0:
+            loss = loss + c1.laplacian * laplacian_loss(mesh.vertices / self.scale, mesh.faces)
         if c1.material_smooth > 0:
             pts = mesh.vertices.detach()
             pts = pts[torch.randint(pts.shape[0], (min(4096, pts.shape[0]),), generator=gen)]
