@@ -70,9 +70,37 @@ def test_render_missing_mesh_is_one_clear_error(tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
-def test_demo_writes_contact_sheet(tmp_path):
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--resolution", "32", "--views", "2"])
+def test_demo_synthesizes_reconstructs_and_reports(tmp_path):
+    tiny = ["hull_resolution=32", "pass1.iterations=10", "pass1.tet_resolution=12", "pass1.field_levels=2",
+            "pass1.field_max_res=16", "pass2.iterations=4", "pass2.texture_resolution=64", "light_resolution=8"]
+    args = ["demo", "--out", str(tmp_path / "demo"), "--resolution", "32", "--views", "4"]
+    r = runner.invoke(app, args + sum((["--set", t] for t in tiny), []))
     assert r.exit_code == 0, r.output
     sheet = read_image(tmp_path / "demo" / "contact_sheet.png")
     assert sheet.shape[0] >= 32 and sheet.shape[1] >= 64
     assert sheet.std() > 0.01
+    report = tmp_path / "demo" / "recon" / "report.html"
+    assert f"report: {report}" in r.output and report.exists()
+    assert (tmp_path / "demo" / "recon" / "mesh" / "mesh.glb").exists()
+    r2 = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo2"), "--set", "pass1.bogus=1"])
+    assert r2.exit_code == 2 and "bogus" in r2.output and not (tmp_path / "demo2").exists()
+
+
+def test_synth_layouts_read_back_with_the_same_cameras(tmp_path):
+    from unrender.data.layouts import read_dataset
+
+    base = tmp_path / "blender"
+    assert runner.invoke(app, ["synth", str(base), "--views", "8", "--resolution", "32", "--seed", "5"]).exit_code == 0
+    ref = {f"{s}_{n}": c for s in ("train", "val", "test")
+           for n, c in zip(read_dataset(base, s).names, read_dataset(base, s).camera.c2w)}
+    for layout in ("colmap-bin", "llff", "idr"):
+        out = tmp_path / layout
+        r = runner.invoke(app, ["synth", str(out), "--views", "8", "--resolution", "32", "--seed", "5",
+                                "--layout", layout])
+        assert r.exit_code == 0, r.output
+        ds = read_dataset(out, "all")
+        assert len(ds) == len(ref) and (out / "gt" / "mesh.obj").exists()
+        for name, c2w in zip(ds.names, ds.camera.c2w):
+            assert torch.allclose(c2w, ref[name], atol=1e-4), (layout, name)
+    r = runner.invoke(app, ["synth", str(tmp_path / "x"), "--layout", "ply"])
+    assert r.exit_code == 2 and "layout" in r.output

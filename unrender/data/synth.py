@@ -150,3 +150,38 @@ def render_mesh_dataset(mesh_path, out, views: int = 100, resolution: int = 256,
     out = prepare_output(Path(out), force)
     write_dataset(out, mesh, env, views, resolution, seed, extra={"source_mesh": str(mesh_path)})
     return out
+
+
+def convert_to_layout(out, layout: str) -> Path:
+    """Rewrite the NeRF-synthetic dataset that :func:`synthesize_object` wrote in ``out`` into ``layout``.
+
+    Layouts without split files (COLMAP, LLFF, IDR, JSON folder) get every frame of train, val and test,
+    named ``{split}_{name}`` (their readers hold out every 8th frame by name as the test split); the
+    ground truth in ``gt/`` stays where it is. ``"blender"`` leaves the folder unchanged.
+    """
+    import tempfile
+
+    from .layouts import LAYOUTS, MultiViewDataset, read_dataset, write_layout
+
+    out = Path(out)
+    if layout not in LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}.")
+    if layout == "blender":
+        return out
+    parts = [read_dataset(out, split) for split in ("train", "val", "test")]
+    cams = [p.camera for p in parts]
+    camera = Camera(torch.cat([c.c2w for c in cams]), torch.cat([c.fx for c in cams]), torch.cat([c.fy for c in cams]),
+                    torch.cat([c.cx for c in cams]), torch.cat([c.cy for c in cams]), cams[0].width, cams[0].height,
+                    cams[0].near, cams[0].far)
+    joined = MultiViewDataset(torch.cat([p.rgba for p in parts]), camera,
+                              [f"{p.split}_{n}" for p in parts for n in p.names], [f for p in parts for f in p.files],
+                              "all", bounds=None, has_masks=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staged = Path(tmp) / "layout"
+        write_layout(joined, staged, layout)
+        for item in out.iterdir():
+            if item.name != "gt":
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        for item in staged.iterdir():
+            shutil.move(str(item), out / item.name)
+    return out
