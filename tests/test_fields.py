@@ -73,7 +73,7 @@ def test_material_field_ranges_and_learning():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.3 * first
+    assert loss.item() < 0.3 * first
 
 
 def test_bad_arguments():

@@ -33,6 +33,9 @@ class Pass1Config:
     """Adam learning rate of the vertex deformations (tanh-bounded to a quarter cell)."""
     laplacian: float = 0.0
     """Weight of the uniform Laplacian of the extracted surface (in units of the box size)."""
+    sdf_init_truncation: float = 0.0
+    """Clamp the initial (visual-hull) SDF to +-this many grid cells (0 = exact distances). Deep vertices then
+    need fewer steps to change sign, so concavities the hull closed can be carved sooner."""
     lr_material: float = 0.01
     """Adam learning rate of the material field."""
     lr_light: float = 0.01

@@ -57,6 +57,10 @@ class Pass1:
         self.cfg, self.device = cfg, device
         self.bounds = bounds.to(device)
         self.geometry = DMTetGeometry.from_sdf_function(sdf_fn, c1.tet_resolution, self.bounds.cpu()).to(device)
+        if c1.sdf_init_truncation > 0:
+            t = c1.sdf_init_truncation * self.geometry.spacing
+            with torch.no_grad():
+                self.geometry.sdf.clamp_(-t, t)
         self.field = MaterialField(self.bounds, levels=c1.field_levels, max_res=c1.field_max_res,
                                    hidden=c1.field_hidden).to(device)
         self.light = EnvironmentLight(resolution=cfg.light_resolution, init=0.5).to(device)
