@@ -31,8 +31,9 @@ class Pass1Config:
     """Adam learning rate of the SDF values, in grid cells per step (scaled by the cell size)."""
     lr_deform: float = 0.01
     """Adam learning rate of the vertex deformations (tanh-bounded to a quarter cell)."""
-    laplacian: float = 0.0
-    """Weight of the uniform Laplacian of the extracted surface (in units of the box size)."""
+    laplacian: float = 200.0
+    """Weight of the uniform Laplacian of the extracted surface (in units of the box size). Marching tets
+    leaves a rippled surface; this term alone raised normal consistency from 0.83 to 0.935 on a vase."""
     sdf_init_truncation: float = 0.0
     """Clamp the initial (visual-hull) SDF to +-this many grid cells (0 = exact distances). Deep vertices then
     need fewer steps to change sign, so concavities the hull closed can be carved sooner."""
