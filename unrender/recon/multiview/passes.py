@@ -24,6 +24,7 @@ import torch
 from ...geometry.dmtet import DMTetGeometry, laplacian_loss, sdf_sign_regularizer
 from ...geometry.fields import MaterialField
 from ...mesh import Mesh, PBRMaterial
+from ...render.antialias import build_topology
 from ...render.lights.environment import EnvironmentLight
 from ...render.render_mesh import render_mesh
 from .losses import image_loss, light_white_balance, mask_loss, material_smoothness
@@ -49,7 +50,46 @@ def _random_backgrounds(n: int, gen: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, 1, 1, 3, generator=gen).to(device)
 
 
-class Pass1:
+class _Pass:
+    """What both passes do each step: pick views and backgrounds, render, image + mask (+ light) losses, Adam.
+
+    Subclasses set ``cfg``, ``device``, ``light``, ``opt`` and implement :meth:`render` and :meth:`extra_loss`.
+    """
+
+    def settings(self):  # the pass's config section
+        raise NotImplementedError
+
+    def render(self, camera, background, gen):
+        """``(RenderOutput, faces)`` or ``(None, 0)`` when there is nothing to render."""
+        raise NotImplementedError
+
+    def extra_loss(self, it: int, gen) -> torch.Tensor | float:
+        return 0.0
+
+    def step(self, views, it: int, gen: torch.Generator) -> dict:
+        c = self.settings()
+        _set_lr(self.opt, lr_factor(it, c.iterations))
+        idx = torch.randint(len(views), (c.batch_size,), generator=gen)
+        bg = _random_backgrounds(len(idx), gen, self.device)
+        target, mask = views.targets(idx.to(views.color.device), bg)
+        self.opt.zero_grad(set_to_none=True)
+        self.light.build()
+        out, faces = self.render(views.camera[idx], bg.expand(-1, *target.shape[1:3], 3), gen)
+        loss = self.extra_loss(it, gen)
+        l_img = l_mask = torch.full((), float("nan"))
+        if out is not None:
+            l_img, l_mask = image_loss(out.color, target), mask_loss(out.alpha, mask)
+            loss = loss + l_img + self.cfg.mask_weight * l_mask
+            if self.cfg.light_white_balance > 0:
+                loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.light.base.clamp_(min=0.0)
+        return {"loss": loss.item(), "image": l_img.item(), "mask": l_mask.item(), "faces": faces}
+
+
+class Pass1(_Pass):
     """DMTet + material field + light (module docstring)."""
 
     def __init__(self, cfg, bounds: torch.Tensor, sdf_fn, device):
@@ -71,38 +111,26 @@ class Pass1:
         self.scale = scene_scale(self.bounds)
         self.smooth_sigma = 0.01 * self.scale
 
-    def step(self, views, it: int, gen: torch.Generator) -> dict:
-        c1 = self.cfg.pass1
-        _set_lr(self.opt, lr_factor(it, c1.iterations))
-        idx = torch.randint(len(views), (c1.batch_size,), generator=gen)
-        bg = _random_backgrounds(len(idx), gen, self.device)
-        target, mask = views.targets(idx.to(views.color.device), bg)
-        mesh = self.geometry.mesh()
-        self.opt.zero_grad(set_to_none=True)
-        self.light.build()
-        if mesh.num_faces == 0:  # everything carved away: only the regulariser can bring it back
-            loss = self._sdf_reg(it)
-            loss.backward()
-            self.opt.step()
-            return {"loss": float(loss), "image": float("nan"), "mask": 1.0, "faces": 0}
-        out = render_mesh(mesh, views.camera[idx], self.light, background=bg.expand(-1, *target.shape[1:3], 3),
-                          material_fn=self.field)
-        l_img = image_loss(out.color, target)
-        l_mask = mask_loss(out.alpha, mask)
-        loss = l_img + self.cfg.mask_weight * l_mask + self._sdf_reg(it)
-        if c1.laplacian > 0:
+    def settings(self):
+        return self.cfg.pass1
+
+    def render(self, camera, background, gen):
+        self._mesh = self.geometry.mesh()
+        if self._mesh.num_faces == 0:  # everything carved away: only the regulariser can bring it back
+            return None, 0
+        return render_mesh(self._mesh, camera, self.light, background=background, material_fn=self.field), \
+            self._mesh.num_faces
+
+    def extra_loss(self, it: int, gen) -> torch.Tensor:
+        c1, mesh = self.cfg.pass1, self._mesh
+        loss = self._sdf_reg(it)
+        if mesh.num_faces and c1.laplacian > 0:
             loss = loss + c1.laplacian * laplacian_loss(mesh.vertices / self.scale, mesh.faces)
-        if c1.material_smooth > 0:
+        if mesh.num_faces and c1.material_smooth > 0:
             pts = mesh.vertices.detach()
             pts = pts[torch.randint(pts.shape[0], (min(4096, pts.shape[0]),), generator=gen)]
             loss = loss + c1.material_smooth * material_smoothness(self.field, pts, self.smooth_sigma, gen)
-        if self.cfg.light_white_balance > 0:
-            loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            self.light.base.clamp_(min=0.0)
-        return {"loss": loss.item(), "image": l_img.item(), "mask": l_mask.item(), "faces": mesh.num_faces}
+        return loss
 
     def _sdf_reg(self, it: int) -> torch.Tensor:
         c1 = self.cfg.pass1
@@ -121,7 +149,7 @@ class Pass1:
         self.opt.load_state_dict(state["opt"])
 
 
-class Pass2:
+class Pass2(_Pass):
     """Textured mesh + vertex offsets + light (module docstring).
 
     ``mesh`` carries the unwrapped topology (vertices, faces, uvs, uv_faces) and the baked material.
@@ -139,8 +167,8 @@ class Pass2:
         flat[..., 2] = 1.0
         self.normal = torch.nn.Parameter(mat.normal.clone() if mat.normal is not None else flat)
         self.light = light
-        scale = float((self.base.vertices.amax(0) - self.base.vertices.amin(0)).max())
-        groups = [([self.offsets], c2.lr_positions * scale), ([self.kd, self.orm], c2.lr_textures),
+        self.scale = float((self.base.vertices.amax(0) - self.base.vertices.amin(0)).max())
+        groups = [([self.offsets], c2.lr_positions * self.scale), ([self.kd, self.orm], c2.lr_textures),
                   ([self.light.base], c2.lr_light)]
         if c2.learn_normal_map:
             groups.append(([self.normal], c2.lr_textures))
@@ -155,32 +183,17 @@ class Pass2:
         return Mesh(self.base.vertices + self.offsets, self.base.faces, uvs=self.base.uvs,
                     uv_faces=self.base.uv_faces, material=mat)
 
-    def step(self, views, it: int, gen: torch.Generator) -> dict:
-        c2 = self.cfg.pass2
-        _set_lr(self.opt, lr_factor(it, c2.iterations))
-        idx = torch.randint(len(views), (c2.batch_size,), generator=gen)
-        bg = _random_backgrounds(len(idx), gen, self.device)
-        target, mask = views.targets(idx.to(views.color.device), bg)
-        self.opt.zero_grad(set_to_none=True)
-        self.light.build()
-        if self.topology is None:
-            from ...render.antialias import build_topology
+    def settings(self):
+        return self.cfg.pass2
 
+    def render(self, camera, background, gen):
+        if self.topology is None:
             self.topology = build_topology(self.base.faces)
-        out = render_mesh(self.current_mesh(), views.camera[idx], self.light,
-                          background=bg.expand(-1, *target.shape[1:3], 3), topology=self.topology)
-        l_img = image_loss(out.color, target)
-        l_mask = mask_loss(out.alpha, mask)
-        scale = float((self.base.vertices.amax(0) - self.base.vertices.amin(0)).max())
-        l_lap = laplacian_loss(self.offsets / scale, self.base.faces)
-        loss = l_img + self.cfg.mask_weight * l_mask + c2.laplacian * l_lap
-        if self.cfg.light_white_balance > 0:
-            loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            self.light.base.clamp_(min=0.0)
-        return {"loss": loss.item(), "image": l_img.item(), "mask": l_mask.item(), "faces": self.base.num_faces}
+        out = render_mesh(self.current_mesh(), camera, self.light, background=background, topology=self.topology)
+        return out, self.base.num_faces
+
+    def extra_loss(self, it: int, gen) -> torch.Tensor:
+        return self.cfg.pass2.laplacian * laplacian_loss(self.offsets / self.scale, self.base.faces)
 
     def state_dict(self) -> dict:
         b = self.base

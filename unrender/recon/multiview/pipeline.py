@@ -74,6 +74,29 @@ def _save_checkpoint(out: Path, state: dict) -> None:
     tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
 
 
+def _state(stage: str, iteration: int, bounds, trainer, gen, clock, history) -> dict:
+    return {"stage": stage, "iteration": iteration, "bounds": bounds, stage: trainer.state_dict(),
+            "generator": gen.get_state(), "elapsed": clock.elapsed, "history": history}
+
+
+def _train(stage: str, title: str, trainer, total: int, start: int, views, gen, clock, limit: float, out: Path,
+           bounds, history: dict, cfg, progress: bool) -> None:
+    """Steps ``start..total`` of one pass, with a progress bar, periodic checkpoints and the time limit."""
+    from .progress import TrainingProgress
+
+    last_save = time.perf_counter()
+    with TrainingProgress(title, total, start, enabled=progress) as bar:
+        for it in range(start, total):
+            if clock.elapsed > limit:
+                break
+            stats = trainer.step(views, it, gen)
+            history[stage].append(stats["loss"])
+            bar.update(stats)
+            if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
+                _save_checkpoint(out, _state(stage, it + 1, bounds, trainer, gen, clock, history))
+                last_save = time.perf_counter()
+
+
 def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
     """Visual hull of the training masks -> ``(padded bounds [2,3], sdf_fn)`` for the tet grid."""
     from ...geometry.inside import signed_distance
@@ -132,7 +155,6 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
     """
     from ...data.layouts import read_dataset
     from .outputs import write_outputs
-    from .progress import TrainingProgress
 
     out = Path(out)
     _prepare_out(out, resume, force)
@@ -164,46 +186,21 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         if state is not None:
             p1.load_state_dict(state["pass1"])
             gen.set_state(state["generator"])
-        last_save = time.perf_counter()
-        with TrainingProgress("pass 1: shape", cfg.pass1.iterations, start, enabled=progress) as bar:
-            for it in range(start, cfg.pass1.iterations):
-                if clock.elapsed > 0.6 * budget:
-                    break
-                stats = p1.step(views, it, gen)
-                history["pass1"].append(stats["loss"])
-                bar.update(stats)
-                if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
-                    _save_checkpoint(out, {"stage": "pass1", "iteration": it + 1, "bounds": bounds,
-                                           "pass1": p1.state_dict(), "generator": gen.get_state(),
-                                           "elapsed": clock.elapsed, "history": history})
-                    last_save = time.perf_counter()
+        _train("pass1", "pass 1: shape", p1, cfg.pass1.iterations, start, views, gen, clock, 0.6 * budget, out, bounds,
+               history, cfg, progress)
         mesh = _bake_pass1(p1, cfg)
         p2 = Pass2(cfg, mesh, p1.light, device)
         start = 0
-        _save_checkpoint(out, {"stage": "pass2", "iteration": 0, "bounds": bounds, "pass2": p2.state_dict(),
-                               "generator": gen.get_state(), "elapsed": clock.elapsed, "history": history})
+        _save_checkpoint(out, _state("pass2", 0, bounds, p2, gen, clock, history))
     else:
         bounds, start = state["bounds"], state["iteration"]
         p2 = Pass2.from_state_dict(cfg, state["pass2"], device)
         gen.set_state(state["generator"])
 
     # ---------------------------------------------------------------- pass 2
-    last_save = time.perf_counter()
-    with TrainingProgress("pass 2: appearance", cfg.pass2.iterations, start, enabled=progress) as bar:
-        for it in range(start, cfg.pass2.iterations):
-            if clock.elapsed > budget:
-                break
-            stats = p2.step(views, it, gen)
-            history["pass2"].append(stats["loss"])
-            bar.update(stats)
-            if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
-                _save_checkpoint(out, {"stage": "pass2", "iteration": it + 1, "bounds": bounds,
-                                       "pass2": p2.state_dict(), "generator": gen.get_state(),
-                                       "elapsed": clock.elapsed, "history": history})
-                last_save = time.perf_counter()
-    _save_checkpoint(out, {"stage": "pass2", "iteration": cfg.pass2.iterations, "bounds": bounds,
-                           "pass2": p2.state_dict(), "generator": gen.get_state(), "elapsed": clock.elapsed,
-                           "history": history})
+    _train("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, start, views, gen, clock, budget, out, bounds,
+           history, cfg, progress)
+    _save_checkpoint(out, _state("pass2", cfg.pass2.iterations, bounds, p2, gen, clock, history))
     with torch.no_grad():
         final = p2.current_mesh()
         final = Mesh(final.vertices.detach().cpu(), final.faces.cpu(), uvs=final.uvs.cpu(),
