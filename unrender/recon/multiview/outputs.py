@@ -73,8 +73,7 @@ def turntable(mesh, light, center, radius: float, frames: int = 24, size: int = 
     return render_rgba(mesh, cam, light)
 
 
-def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: float, gt_mesh=None,
-                  train_views=None) -> dict:
+def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: float, gt_mesh=None) -> dict:
     """Write the files of the module docstring; returns the metrics dict."""
     from ...data.layouts import read_dataset
 

@@ -207,5 +207,5 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
                      uv_faces=final.uv_faces.cpu(), material=final.material.to(device="cpu"))
         for t in ("base_color", "orm", "normal"):
             setattr(final.material, t, getattr(final.material, t).detach())
-    write_outputs(out, final, p2.light, data, cfg, history, clock.elapsed, gt_mesh=gt_mesh, train_views=views)
+    write_outputs(out, final, p2.light, data, cfg, history, clock.elapsed, gt_mesh=gt_mesh)
     return out
