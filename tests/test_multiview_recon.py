@@ -96,3 +96,15 @@ def test_refusals(blob, tmp_path):
             reconstruct(blob, tmp_path / "gpu", tiny_config("device=cuda"), progress=False)
     with pytest.raises(InputError, match="preset"):
         preset("slow")
+
+
+def test_force_replaces_an_earlier_run_but_keeps_other_files(blob, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "checkpoint" / "state.pt").write_text("stale")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="--force"):
+        reconstruct(blob, out, tiny_config(), progress=False)
+    reconstruct(blob, out, tiny_config("pass1.iterations=3", "pass2.iterations=2"), force=True, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert torch.load(out / "checkpoint" / "state.pt", weights_only=True)["stage"] == "pass2"

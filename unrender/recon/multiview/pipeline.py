@@ -31,6 +31,8 @@ from .passes import Pass1, Pass2, padded_bounds
 from .views import training_views
 
 CHECKPOINT = "checkpoint/state.pt"
+RUN_FILES = ("checkpoint", "mesh", "light", "test", "report", "metrics.json", "report.html", "config.json")
+"""What a run writes in OUT (``--force`` removes exactly these)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -52,6 +54,12 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     if out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"{out} already holds files (a previous run?); choose another --out, pass --resume to "
                          f"continue it, or --force to overwrite it.")
+    if force:  # remove what an earlier run wrote, so no stale checkpoint or render outlives it; keep other files
+        import shutil
+
+        for name in RUN_FILES:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
