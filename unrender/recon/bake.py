@@ -30,6 +30,7 @@ from ..checks import float_tensor
 from ..errors import InputError
 from ..mesh import Mesh, PBRMaterial
 from ..render.rasterize import rasterize
+from ..render.shading.normal_map import tangent_frame
 
 _EPS = 1e-12
 
@@ -266,12 +267,7 @@ def encode_tangent_normals(world_normals: torch.Tensor, normals: torch.Tensor, t
         tensor([[0.0000, 0.7071, 0.7071]])
     """
     world_normals = float_tensor("world_normals", world_normals, "[...,3]", last_dim=3)
-    normals = float_tensor("normals", normals, "[...,3]", last_dim=3)
-    tangents = float_tensor("tangents", tangents, "[...,3]", last_dim=3)
-    n = torch.nn.functional.normalize(normals, dim=-1, eps=_EPS)
-    t = tangents - (tangents * n).sum(-1, keepdim=True) * n
-    t = torch.nn.functional.normalize(t, dim=-1, eps=_EPS)
-    b = torch.linalg.cross(n, t, dim=-1)
+    t, b, n = tangent_frame(normals, tangents)
     wn = torch.nn.functional.normalize(world_normals, dim=-1, eps=_EPS)
     return torch.stack([(wn * t).sum(-1), (wn * b).sum(-1), (wn * n).sum(-1)], -1)
 

@@ -9,6 +9,24 @@ from ...checks import float_tensor
 _EPS = 1e-12
 
 
+def tangent_frame(normal, tangent) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The orthonormal frame ``(t, b, n)`` of tangent-space normal mapping, each ``[...,3]``.
+
+    ``n = normalize(normal)``, ``t = normalize(tangent - (tangent.n) n)`` (Gram-Schmidt), ``b = n x t``.
+
+    Example:
+        >>> t, b, n = tangent_frame(torch.tensor([[0., 0., 2.]]), torch.tensor([[1., 0., 1.]]))
+        >>> b
+        tensor([[0., 1., 0.]])
+    """
+    normal = float_tensor("normal", normal, "[...,3]", last_dim=3)
+    tangent = float_tensor("tangent", tangent, "[...,3]", last_dim=3)
+    n = torch.nn.functional.normalize(normal, dim=-1, eps=_EPS)
+    t = tangent - (tangent * n).sum(-1, keepdim=True) * n
+    t = torch.nn.functional.normalize(t, dim=-1, eps=_EPS)
+    return t, torch.linalg.cross(n, t, dim=-1), n
+
+
 def perturb_normal(normal_map, normal, tangent) -> torch.Tensor:
     """Turn tangent-space normals into world-space shading normals.
 
@@ -34,11 +52,6 @@ def perturb_normal(normal_map, normal, tangent) -> torch.Tensor:
         tensor([[0.0000, 0.7071, 0.7071]])
     """
     normal_map = float_tensor("normal_map", normal_map, "[...,3]", last_dim=3)
-    normal = float_tensor("normal", normal, "[...,3]", last_dim=3)
-    tangent = float_tensor("tangent", tangent, "[...,3]", last_dim=3)
-    n = torch.nn.functional.normalize(normal, dim=-1, eps=_EPS)
-    t = tangent - (tangent * n).sum(-1, keepdim=True) * n
-    t = torch.nn.functional.normalize(t, dim=-1, eps=_EPS)
-    b = torch.linalg.cross(n, t, dim=-1)
+    t, b, n = tangent_frame(normal, tangent)
     out = normal_map[..., 0:1] * t + normal_map[..., 1:2] * b + normal_map[..., 2:3] * n
     return torch.nn.functional.normalize(out, dim=-1, eps=_EPS)
