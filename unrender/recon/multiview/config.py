@@ -34,6 +34,9 @@ class Pass1Config:
     laplacian: float = 200.0
     """Weight of the uniform Laplacian of the extracted surface (in units of the box size). Marching tets
     leaves a rippled surface; this term alone raised normal consistency from 0.83 to 0.935 on a vase."""
+    taubin_iterations: int = 10
+    """Taubin smoothing steps applied to the pass-1 mesh before unwrapping (removes marching-tets ripples;
+    raised normal consistency from 0.958 to 0.971 on spot, F-score unchanged)."""
     sdf_init_truncation: float = 0.0
     """Clamp the initial (visual-hull) SDF to +-this many grid cells (0 = exact distances). Deep vertices then
     need fewer steps to change sign, so concavities the hull closed can be carved sooner."""

@@ -128,13 +128,14 @@ def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
 def _bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
     """Pass-1 mesh -> cleaned, (simplified,) unwrapped mesh with the field baked into textures."""
     from ...geometry.simplify import simplify_mesh
+    from ...geometry.smoothing import taubin_smooth
     from ...geometry.uv_unwrap import unwrap_uv
     from ..bake import bake_material
 
     with torch.no_grad():
         m = p1.geometry.mesh()
         v, f = remove_small_components(m.vertices.detach().cpu(), m.faces.cpu(), 0.05)
-        mesh = Mesh(v, f)
+        mesh = Mesh(taubin_smooth(v, f, cfg.pass1.taubin_iterations), f)
         if cfg.triangles > 0:
             mesh = simplify_mesh(mesh, cfg.triangles)
         mesh = unwrap_uv(mesh, resolution=cfg.pass2.texture_resolution)
