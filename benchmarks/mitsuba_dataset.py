@@ -63,7 +63,7 @@ def main():
             h, w = read_image(img_path).shape[:2]
             c2w = np.array(frame["transform_matrix"], dtype=np.float64) @ _GL_TO_MITSUBA
             scene = mi.load_dict({
-                "type": "scene", "integrator": {"type": "path", "max_depth": 6},
+                "type": "scene", "integrator": {"type": "path", "max_depth": 6, "hide_emitters": True},
                 "sensor": {"type": "perspective", "fov": math.degrees(meta["camera_angle_x"]), "fov_axis": "x",
                            "to_world": mi.ScalarTransform4f(c2w.tolist()),
                            "film": {"type": "hdrfilm", "width": w, "height": h, "pixel_format": "rgba"},
