@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unrender.color import linear_to_srgb  # noqa: E402
+from unrender.color import linear_to_srgb, unpremultiply  # noqa: E402
 from unrender.io.images import read_image, write_png  # noqa: E402
 
 # Mitsuba's sensor looks down its local +z with +x to the left; OpenGL's looks down -z with +x to the right.
@@ -72,7 +72,7 @@ def main():
                 "shape": shape})
             img = torch.from_numpy(np.array(mi.render(scene), dtype=np.float32))
             rgb, a = img[..., :3], img[..., 3:].clamp(0, 1)
-            rgb = torch.where(a > 0, rgb / a.clamp_min(1e-6), rgb)  # Mitsuba's RGBA is premultiplied
+            rgb = unpremultiply(rgb, a)  # Mitsuba's RGBA is premultiplied
             write_png(img_path, torch.cat([linear_to_srgb(rgb.clamp(0, 1)), a], -1))
         print(f"rendered {split_file.name}", flush=True)
 

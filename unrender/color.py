@@ -113,3 +113,14 @@ def log_tonemap(x, srgb: bool = False, max_value: float = 65535.0) -> torch.Tens
     x = float_tensor("x", x, "[...]")
     y = torch.log1p(x.clamp(0.0, float(max_value)))
     return linear_to_srgb(y) if srgb else y
+
+
+def unpremultiply(rgb, alpha) -> torch.Tensor:
+    """Straight colour ``rgb / alpha`` ``[...,3]`` where ``alpha [...,1] > 0``, ``rgb`` unchanged elsewhere.
+
+    Example:
+        >>> unpremultiply(torch.tensor([[0.25, 0.5, 0.0]]), torch.tensor([[0.5]]))
+        tensor([[0.5000, 1.0000, 0.0000]])
+    """
+    rgb, alpha = torch.as_tensor(rgb), torch.as_tensor(alpha)
+    return torch.where(alpha > 0, rgb / alpha.clamp_min(1e-6), rgb)

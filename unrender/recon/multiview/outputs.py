@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ...cameras import Camera, look_at
-from ...color import linear_to_srgb
+from ...color import linear_to_srgb, unpremultiply
 from ...errors import UnrenderError
 from ...io.images import contact_sheet, write_hdr, write_png
 from ...io.mesh_files import load_mesh, save_mesh
@@ -33,7 +33,7 @@ def render_rgba(mesh, camera: Camera, light, batch: int = 4) -> torch.Tensor:
         for s in range(0, len(camera), batch):
             o = render_mesh(mesh, camera[s:s + batch], light)
             a = o.alpha.clamp(0, 1)
-            rgb = torch.where(a > 0, o.color / a.clamp_min(1e-6), o.color)  # un-premultiply the AA edge
+            rgb = unpremultiply(o.color, a)  # antialiased edges are premultiplied
             frames.append(torch.cat([linear_to_srgb(rgb.clamp(0, 1)), a], -1))
     return torch.cat(frames)
 
