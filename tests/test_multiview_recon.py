@@ -108,3 +108,15 @@ def test_force_replaces_an_earlier_run_but_keeps_other_files(blob, tmp_path):
     reconstruct(blob, out, tiny_config("pass1.iterations=3", "pass2.iterations=2"), force=True, progress=False)
     assert (out / "notes.txt").read_text() == "mine"
     assert torch.load(out / "checkpoint" / "state.pt", weights_only=True)["stage"] == "pass2"
+
+
+def test_flexicubes_topology_and_triangle_budget(blob, tmp_path):
+    cfg = tiny_config("pass1.topology=flexicubes", "triangles=600")
+    out = reconstruct(blob, tmp_path / "run", cfg, gt_mesh=blob / "gt" / "mesh.obj", progress=False)
+    m = json.loads((out / "metrics.json").read_text())
+    assert 300 < m["triangles"] <= 600
+    assert m["geometry"]["f_score@0.02"] > 0.7 and m["psnr"] > 20
+    mesh = load_mesh(out / "mesh" / "mesh.obj")
+    assert mesh.faces.shape[0] <= 600 and mesh.uvs is not None  # the budget keeps the unwrap
+    with pytest.raises(InputError, match="topology"):
+        reconstruct(blob, tmp_path / "bad", tiny_config("pass1.topology=voxels"), progress=False)

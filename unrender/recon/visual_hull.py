@@ -272,13 +272,32 @@ def visual_hull(camera: Camera, masks, bounds=None, resolution: int = 128, thres
     if bounds is None:
         bounds = estimate_bounds(camera, m, threshold)
     field = carve(camera, m, bounds, resolution)
+    if not (field.values.max() > threshold):
+        raise InputError("the visual hull is empty: no voxel projects inside every mask; check that the camera "
+                         "poses match the masks and that bounds contains the object.")
+    return field_surface(field, threshold, smoothing)
+
+
+def field_surface(field: VoxelField, threshold: float = 0.5, smoothing: float = 0.75) -> Mesh:
+    """Surface ``{field = threshold}`` of a voxel field, closed and outward-facing, in world coordinates.
+
+    The field is smoothed (Gaussian, ``smoothing`` voxels) and zero-padded, then meshed with marching
+    cubes; faces are flipped if the signed volume is negative. Empty (no faces) when the field never
+    exceeds ``threshold``.
+
+    Example:
+        >>> f = VoxelField(torch.zeros(6, 6, 6), torch.zeros(3, dtype=torch.float64), 0.1)
+        >>> f.values[2:4, 2:4, 2:4] = 1
+        >>> m = field_surface(f)
+        >>> bool(m.vertices.min() > 0.1 and m.vertices.max() < 0.5)
+        True
+    """
     values = field.values.double().numpy()
     if smoothing > 0:
         values = gaussian_filter(values, smoothing, mode="constant")
     values = np.pad(values, 1)
     if not (values.max() > threshold):
-        raise InputError("the visual hull is empty: no voxel projects inside every mask; check that the camera "
-                         "poses match the masks and that bounds contains the object.")
+        return Mesh(vertices=torch.zeros(0, 3), faces=torch.zeros(0, 3, dtype=torch.int64))
     verts, faces, _, _ = marching_cubes(values, level=threshold, spacing=(field.step,) * 3)
     verts = verts + field.origin.numpy() - 0.5 * field.step  # padded index i sits at origin + (i - 0.5) step
     faces = faces.astype(np.int64)

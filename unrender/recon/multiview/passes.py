@@ -1,7 +1,7 @@
 """The two optimisation passes of multi-view reconstruction, each a small stateful object.
 
-**Pass 1** (topology): a DMTet grid (SDF + deformation per grid vertex) initialised from the visual
-hull, a :class:`~unrender.geometry.fields.MaterialField`, and a learnable
+**Pass 1** (topology): a DMTet grid (SDF + deformation per grid vertex; or FlexiCubes with its
+interpolation weights, ``pass1.topology``) initialised from the visual hull, a :class:`~unrender.geometry.fields.MaterialField`, and a learnable
 :class:`~unrender.render.lights.environment.EnvironmentLight`. Every step extracts the mesh with
 marching tetrahedra, renders ``batch_size`` random views over random background colours and minimises
 
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import InputError
 from ...geometry.dmtet import DMTetGeometry, laplacian_loss, sdf_sign_regularizer
+from ...geometry.flexicubes import FlexiCubesGeometry
 from ...geometry.fields import MaterialField
 from ...mesh import Mesh, PBRMaterial
 from ...render.antialias import build_topology
@@ -96,7 +98,11 @@ class Pass1(_Pass):
         c1 = cfg.pass1
         self.cfg, self.device = cfg, device
         self.bounds = bounds.to(device)
-        self.geometry = DMTetGeometry.from_sdf_function(sdf_fn, c1.tet_resolution, self.bounds.cpu()).to(device)
+        topologies = {"dmtet": DMTetGeometry, "flexicubes": FlexiCubesGeometry}
+        if c1.topology not in topologies:
+            raise InputError(f"pass1.topology must be dmtet or flexicubes; got {c1.topology!r}.")
+        self.geometry = topologies[c1.topology].from_sdf_function(sdf_fn, c1.tet_resolution,
+                                                                  self.bounds.cpu()).to(device)
         if c1.sdf_init_truncation > 0:
             t = c1.sdf_init_truncation * self.geometry.spacing
             with torch.no_grad():
@@ -107,7 +113,8 @@ class Pass1(_Pass):
         self.opt = _adam([([self.geometry.sdf], c1.lr_sdf * self.geometry.spacing),
                           ([self.geometry.deform], c1.lr_deform),
                           (list(self.field.parameters()), c1.lr_material),
-                          ([self.light.base], c1.lr_light)])
+                          ([self.light.base], c1.lr_light)]
+                         + ([([self.geometry.weights], c1.lr_weights)] if c1.topology == "flexicubes" else []))
         self.scale = scene_scale(self.bounds)
         self.smooth_sigma = 0.01 * self.scale
 

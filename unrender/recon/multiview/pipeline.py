@@ -106,15 +106,21 @@ def _train(stage: str, title: str, trainer, total: int, start: int, views, gen, 
 
 
 def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
-    """Visual hull of the training masks -> ``(padded bounds [2,3], sdf_fn)`` for the tet grid."""
+    """Visual hull of the training masks (photo-carved when ``cfg.photo_carving``) -> ``(padded bounds [2,3],
+    sdf_fn, mesh)`` for the tet grid."""
     from ...geometry.inside import signed_distance
-    from ..visual_hull import visual_hull
+    from ..photo_carving import photo_carve
+    from ..visual_hull import carve, estimate_bounds, field_surface
 
-    hull = visual_hull(views.camera.to(device="cpu"), views.mask.cpu(), bounds=dataset_bounds,
-                       resolution=cfg.hull_resolution)
-    if hull.num_faces == 0:
+    camera, masks = views.camera.to(device="cpu"), views.mask.cpu()
+    box = dataset_bounds if dataset_bounds is not None else estimate_bounds(camera, masks)
+    field = carve(camera, masks, box, cfg.hull_resolution)
+    if not bool(field.values.max() > 0.5):
         raise InputError("the masks carve away everything (no point is inside every silhouette); check that the "
                          "cameras and masks belong together (pose convention, image order).")
+    if cfg.photo_carving:
+        field = photo_carve(camera, views.color.cpu(), masks, field).field
+    hull = field_surface(field)
     lo, hi = hull.vertices.amin(0), hull.vertices.amax(0)
     bounds = padded_bounds(torch.stack([lo, hi]), 0.1)
     hv, hf = hull.vertices.double(), hull.faces
