@@ -104,3 +104,19 @@ def test_synth_layouts_read_back_with_the_same_cameras(tmp_path):
             assert torch.allclose(c2w, ref[name], atol=1e-4), (layout, name)
     r = runner.invoke(app, ["synth", str(tmp_path / "x"), "--layout", "ply"])
     assert r.exit_code == 2 and "layout" in r.output
+
+
+def test_synth_collection_writes_a_readable_dvr_collection(tmp_path):
+    from unrender.data.collection import read_collection_index, read_dvr_object
+
+    out = tmp_path / "coll"
+    r = runner.invoke(app, ["synth", str(out), "--kind", "collection", "--categories", "2", "--objects", "3",
+                            "--views", "4", "--resolution", "32"])
+    assert r.exit_code == 0, r.output
+    index = read_collection_index(out)
+    objs = index.objects("all")
+    assert len(objs) == 6 and len({cat for cat, _ in objs}) == 2
+    obj = read_dvr_object(index.model_dir(*objs[0]))
+    assert obj.images.shape == (4, 32, 32, 3) and obj.masks.shape == (4, 32, 32)
+    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--kind", "scenes"])
+    assert bad.exit_code != 0 and "--kind" in bad.output

@@ -275,3 +275,11 @@ def test_json_sidecar_variants_and_dtu_mask_names(synthetic, tmp_path):
     dtu = read_dataset(tmp_path / "idr", "all")
     assert dtu.names == ["000000", "000001"] and dtu.has_masks
     assert torch.equal(dtu.rgba[..., 3] > 0.5, ds.rgba[:2, ..., 3] > 0.5)
+
+
+def test_a_dvr_object_folder_is_not_read_as_idr(tmp_path):
+    from unrender.data.layouts import detect_layout
+
+    np.savez(tmp_path / "cameras.npz", world_mat_0=np.eye(4), camera_mat_0=np.eye(4))
+    with pytest.raises(DataError, match="read_dvr_object"):
+        detect_layout(tmp_path)

@@ -234,3 +234,12 @@ def test_mask_iou_and_composite():
     out = composite(rgb, alpha)
     assert torch.allclose(out[..., 0].flatten(), torch.tensor([1.0, 0.6, 0.2, 0.2]))
     assert torch.allclose(composite(torch.cat([rgb, alpha], -1), background=0.0), rgb * alpha)
+
+
+def test_closest_points_survive_zero_area_triangles():
+    # a duplicated vertex makes face 0 degenerate; the nearest point is still found on the real faces
+    v = torch.tensor([[0.0, 0, 0], [0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0], [1.0, 1, 0]])
+    f = torch.tensor([[0, 1, 2], [2, 3, 4]])
+    q = torch.tensor([[0.5, -1.0, 0.0], [0.9, 0.9, 2.0], [-1.0, 0.0, 0.0]])
+    d = closest_points(v, f, q).distance
+    assert torch.allclose(d, torch.tensor([1.0, 2.0, 1.0]), atol=1e-5)

@@ -39,23 +39,39 @@ def demo(out: Path = typer.Option(Path("unrender-demo"), help="Folder for the de
 
 @app.command()
 def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout unless --layout)."),
-          kind: str = typer.Option("object", help="What to synthesize: 'object'."),
+          kind: str = typer.Option("object", help="What to synthesize: 'object' (one object, many views) or "
+                                                  "'collection' (many objects by category, DVR layout)."),
+          categories: int = typer.Option(3, help="--kind collection: number of categories (chair, table, airplane, "
+                                                 "lamp, car, sofa)."),
+          objects: int = typer.Option(10, help="--kind collection: objects per category."),
           family: str = typer.Option("auto", help=f"Shape family: {', '.join(FAMILIES)}; or 'auto' (picked by the seed)."),
-          views: int = typer.Option(100, help="Training views; val gets views/4 and test views/2."),
-          resolution: int = typer.Option(256, help="Image size in pixels."),
+          views: int | None = typer.Option(None, help="Object: training views (val gets views/4, test views/2; "
+                                                      "default 100). Collection: views per object (default 24)."),
+          resolution: int | None = typer.Option(None, help="Image size in pixels (default 256; 64 for a collection)."),
           seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
           layout: str = typer.Option("blender", help="Dataset layout: blender, blender-ngp, colmap-txt, colmap-bin, "
                                                      "llff, idr or json."),
           force: bool = typer.Option(False, help="Overwrite OUT if it holds a previous dataset.")):
-    """Write a procedural textured object rendered from many views, with its ground truth."""
+    """Write a procedural textured object rendered from many views with its ground truth, or (--kind collection)
+    a collection of procedural objects by category in DVR's ShapeNet layout."""
     from .data.layouts import LAYOUTS
     from .data.synth import convert_to_layout, synthesize_object
+    if kind == "collection":
+        from .data.collection import synthesize_collection
+        try:
+            synthesize_collection(out, categories=categories, objects=objects, views=views or 24,
+                                  resolution=resolution or 64, seed=seed, force=force)
+        except UnrenderError as exc:
+            _fail(exc)
+        typer.echo(f"wrote {out}")
+        return
     if kind != "object":
-        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object."))
+        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object or --kind collection."))
     if layout not in LAYOUTS:
         _fail(UnrenderError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}."))
     try:
-        synthesize_object(out, family=family, views=views, resolution=resolution, seed=seed, force=force)
+        synthesize_object(out, family=family, views=views or 100, resolution=resolution or 256, seed=seed,
+                          force=force)
         convert_to_layout(out, layout)
     except UnrenderError as exc:
         _fail(exc)

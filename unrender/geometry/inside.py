@@ -309,7 +309,7 @@ def _closest_on_triangle(p, a, b, c):  # pragma: no cover - compiled
     if d3 >= 0.0 and d4 <= d3:
         return 0.0, 1.0, 0.0
     vc = d1 * d4 - d3 * d2
-    if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+    if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0 and d1 - d3 > 0.0:  # the last test: a zero-length edge falls through
         t = d1 / (d1 - d3)
         return 1.0 - t, t, 0.0
     d5 = _dot(abx, aby, abz, p[0] - c[0], p[1] - c[1], p[2] - c[2])
@@ -317,11 +317,11 @@ def _closest_on_triangle(p, a, b, c):  # pragma: no cover - compiled
     if d6 >= 0.0 and d5 <= d6:
         return 0.0, 0.0, 1.0
     vb = d5 * d2 - d1 * d6
-    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0 and d2 - d6 > 0.0:
         t = d2 / (d2 - d6)
         return 1.0 - t, 0.0, t
     va = d3 * d6 - d5 * d4
-    if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0:
+    if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0 and (d4 - d3) + (d5 - d6) > 0.0:
         t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
         return 0.0, 1.0 - t, t
     den = va + vb + vc

@@ -188,6 +188,12 @@ def detect_layout(root) -> str:
     if (root / "poses_bounds.npy").is_file():
         return "llff"
     if (root / "cameras.npz").is_file():
+        import numpy as np
+
+        with np.load(root / "cameras.npz") as cams:
+            if "camera_mat_0" in cams.files:  # DVR keeps a pose and an NDC intrinsic, not IDR's projection
+                raise DataError(f"{root / 'cameras.npz'} is a DVR/ShapeNet object (camera_mat_i present), not a "
+                                f"multi-view scene; read it with unrender.data.collection.read_dvr_object.")
         return "idr"
     if any(p.with_suffix(".json").is_file() for p in image_files(root)):
         return "json"
