@@ -51,10 +51,13 @@ def main():
         shutil.rmtree(out)
     shutil.copytree(src, out)
     gt = out / "gt"
-    orm = read_image(gt / "texture_ks.png")
+    # meshes given to `unrender render` may have no ORM texture: glTF's defaults then (rough 1 would be too
+    # matte to test highlights; 0.5 is the middle), no metal
+    ks = gt / "texture_ks.png"
+    rough, metal = (float(t) for t in read_image(ks)[..., 1:3].mean((0, 1))) if ks.exists() else (0.5, 0.0)
     bsdf = {"type": "principled",
             "base_color": {"type": "bitmap", "filename": str(gt / "texture_kd.png")},
-            "roughness": float(orm[..., 1].mean()), "metallic": float(orm[..., 2].mean())}
+            "roughness": rough, "metallic": metal}
     shape = {"type": "obj", "filename": str(gt / "mesh.obj"), "bsdf": bsdf}
     for split_file in sorted(out.glob("transforms_*.json")):
         meta = json.loads(split_file.read_text())

@@ -10,7 +10,7 @@ from unrender.render.lights.brdf_lut import brdf_lut, hammersley, lookup_brdf_lu
 from unrender.render.lights.environment import EnvironmentLight, cube_texel_solid_angles
 from unrender.render.lights.punctual import DirectionalLight, PointLight
 from unrender.render.lights.spherical_gaussians import SphericalGaussianLight
-from unrender.render.lights.spherical_harmonics import SHIrradianceLight, project_sh9, sh9_basis
+from unrender.render.lights.spherical_harmonics import SHIrradianceLight, project_sh9
 from unrender.render.shading.bsdf import ggx_ndf, pbr_brdf
 from unrender.render.cubemap import cube_directions
 

@@ -141,6 +141,17 @@ def evaluate(pred: Path = typer.Argument(..., help="Predicted mesh (OBJ, PLY, GL
         typer.echo(f"{k:>24}: {v:.6f}" if isinstance(v, float) else f"{k:>24}: {v}")
 
 
+def _register_singleview() -> None:
+    from .cli_singleview import register
+    from .cli_singleview_eval import eval_singleview
+
+    register(app)  # `unrender train singleview`, `unrender predict`
+    app.command("eval-singleview")(eval_singleview)
+
+
+_register_singleview()
+
+
 def main() -> None:  # console-script entry point
     from .allocator import retain_freed_memory
 

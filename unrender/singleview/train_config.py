@@ -1,0 +1,312 @@
+"""Configuration of single-view training: typed dataclasses, named presets, ``key=value`` overrides.
+
+    cfg = preset("fast", model="implicit")                  # or "default", "quality"
+    cfg = apply_overrides(cfg, ["epochs=5", "implicit.query_points=1024"])
+
+Every field has a docstring; ``unrender train singleview --set KEY=VALUE`` reaches any of them (the model
+sections with a dot: ``dibr.laplacian=10``). The full config of a run is written to ``RUN/config.json`` and
+stored in every checkpoint, so that ``predict`` rebuilds exactly the trained network.
+
+Example:
+    >>> cfg = apply_overrides(preset("fast", model="dibr"), ["epochs=3", "dibr.target_views=3"])
+    >>> cfg.epochs, cfg.dibr.target_views, cfg.dibr.widths
+    (3, 3, (8, 16, 32, 64, 128))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from ..errors import DataError, InputError
+
+MODELS = ("dibr", "implicit")
+PRESETS = ("fast", "default", "quality")
+
+
+@dataclass
+class DIBRConfig:
+    """DIB-R mesh predictor (:class:`unrender.singleview.DIBRPredictor`) and its losses."""
+
+    subdivisions: int = 3
+    """Icosphere subdivisions of the template (3: 642 vertices, 1280 triangles)."""
+    template_radius: float = 0.5
+    """Radius of the template sphere in the object frame (objects have longest side 1)."""
+    max_offset: float = 0.5
+    """Bound of each per-vertex offset component."""
+    lighting: str = "none"
+    """Predicted light that shades the vertex colours: ``none``, ``sh`` (9 SH coefficients) or ``directional``."""
+    widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    """Channels of the image encoder's stages (one pyramid level each)."""
+    feature_dim: int = 256
+    """Size of the encoder's global feature."""
+    hidden_dim: int = 512
+    """Width of the decoder layer shared by the offset and colour heads."""
+    target_views: int = 2
+    """Views each prediction is rendered into and compared with: the input view plus ``target_views - 1``
+    others of the same object drawn at random (DIB-R uses 2)."""
+    silhouette: float = 1.0
+    """Weight of the soft-silhouette IoU loss."""
+    color: float = 1.0
+    """Weight of the colour L1 loss (0 also leaves the colour head untrained)."""
+    laplacian: float = 20.0
+    """Weight of the uniform Laplacian regulariser."""
+    flatten: float = 0.2
+    """Weight of the flatten (dihedral angle) regulariser."""
+    silhouette_delta: float = 0.0
+    """Soft-silhouette falloff in ndc^2 (0: about half a pixel for the image size)."""
+
+
+@dataclass
+class ImplicitConfig:
+    """LIST-style implicit predictor (:class:`unrender.singleview.ImplicitPredictor`), its data and losses."""
+
+    num_coarse_points: int = 512
+    """Points of the predicted coarse cloud."""
+    k_neighbours: int = 8
+    """Coarse points per query for the local point feature."""
+    widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    """Channels of the image encoder's stages."""
+    feature_dim: int = 256
+    """Size of the encoder's global feature."""
+    hidden_dim: int = 256
+    """Width of the SDF decoder."""
+    frequencies: int = 4
+    """Fourier frequencies of the query encoding."""
+    sdf_samples: int = 100_000
+    """SDF samples drawn once per object mesh (LIST's near-surface shells + uniform) and cached on disk."""
+    sdf_cache: str = ""
+    """Folder of the cached SDF samples: empty = ``RUN/sdf_cache``; ``data`` = ``DATA/sdf_cache`` (shared by
+    every run on the collection); anything else is a folder path."""
+    query_points: int = 2048
+    """SDF samples per image and step, drawn at random from the object's cached samples."""
+    surface_points: int = 1024
+    """Surface points per image and step for the coarse cloud's Chamfer loss (from ``pointcloud.npz``)."""
+    sdf: float = 1.0
+    """Weight of the clamped SDF L1."""
+    chamfer: float = 1.0
+    """Weight of the coarse cloud's Chamfer loss (0 also leaves the coarse head untrained)."""
+    transformer: float = 1.0
+    """Weight of the spatial transformer's projection error against the true camera (0: camera-free)."""
+    clamp: float = 0.1
+    """SDF clamp ``delta`` of the L1 (DeepSDF)."""
+    near_surface_weight: float = 4.0
+    """Weight of samples within ``near_surface_band`` of the surface relative to the others (DISN: 4)."""
+    near_surface_band: float = 0.02
+    """See ``near_surface_weight``."""
+    mesh_resolution: int = 64
+    """Marching-cubes grid points per axis when ``predict`` extracts the surface."""
+    mesh_bounds: float = 0.6
+    """Half-size of the cube the surface is extracted in (objects have longest side 1)."""
+
+
+@dataclass
+class SingleViewConfig:
+    """Everything ``unrender train singleview`` needs besides the data and the output folder."""
+
+    model: str = "dibr"
+    """``dibr`` (template-mesh deformation, DIB-R) or ``implicit`` (SDF, LIST-style)."""
+    preset: str = "default"
+    """Name of the preset these values started from."""
+    epochs: int = 50
+    """Passes over the training split (``samples_per_object`` samples per object each)."""
+    batch_size: int = 16
+    """Images per optimiser step and process; under ``torchrun`` the global batch is ``batch_size * N``."""
+    lr: float = 5e-4
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam L2 weight decay."""
+    grad_clip: float = 0.0
+    """Clip the gradient's global norm to this value (0: no clipping)."""
+    samples_per_object: int = 4
+    """Training samples per object and epoch, each from an input view drawn at random."""
+    val_samples: int = 64
+    """Validation samples (fixed views, at most this many) scored after every epoch."""
+    best_metric: str = "auto"
+    """Validation metric that picks ``best.pt``: ``auto`` (``iou`` for dibr, ``sdf_l1`` for implicit), ``loss``,
+    ``iou``, ``sdf_l1`` or ``sign_accuracy``."""
+    background: float = 1.0
+    """Grey level of the training images' background (``unrender synth`` collections: white, 1); ``predict``
+    composites RGBA inputs over it."""
+    checkpoint_minutes: float = 5.0
+    """Write ``checkpoint/last.pt`` at least this often (and at the end of every epoch)."""
+    max_minutes: float = 0.0
+    """Training time budget in minutes, summed over resumes (0: none); when it runs out, training validates,
+    checkpoints and stops, keeping ``best.pt``."""
+    max_steps: int = 0
+    """Stop after this many optimiser steps in total (0: no limit)."""
+    seed: int = 0
+    """Seed of the initial weights and of every random draw of the data (views, SDF queries)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``; under ``torchrun`` each process takes
+    ``cuda:LOCAL_RANK``."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process (0: load in the training process)."""
+    threads: int = 0
+    """Torch CPU threads per process (0: leave torch's default, one per core). On a machine shared with other
+    busy processes use 1: two threads on two oversubscribed cores made a DIB-R step 45x slower (they wait for
+    each other at every op)."""
+    preload: bool = True
+    """Keep every object's images in memory (about ``views * H * W * 16`` bytes per object); ``false`` reads
+    the needed views from disk for every sample."""
+    dibr: DIBRConfig = field(default_factory=DIBRConfig)
+    """Model and loss settings used when ``model = dibr``."""
+    implicit: ImplicitConfig = field(default_factory=ImplicitConfig)
+    """Model, data and loss settings used when ``model = implicit``."""
+
+    def resolved_best_metric(self) -> str:
+        """``best_metric`` with ``auto`` replaced by the model's natural metric."""
+        if self.best_metric != "auto":
+            return self.best_metric
+        return "iou" if self.model == "dibr" else "sdf_l1"
+
+
+#: Validation metrics and whether larger is better.
+METRIC_HIGHER_IS_BETTER = {"loss": False, "iou": True, "sdf_l1": False, "sign_accuracy": True}
+
+
+def preset(name: str, model: str = "dibr") -> SingleViewConfig:
+    """The named preset for ``model``: ``fast`` (small networks, minutes on a CPU), ``default``, ``quality``.
+
+    Example:
+        >>> preset("fast", "implicit").implicit.sdf_samples
+        20000
+    """
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose fast, default or quality.")
+    cfg = SingleViewConfig(model=model, preset=name)
+    if name == "fast":
+        small = (8, 16, 32, 64, 128)
+        cfg.epochs, cfg.batch_size, cfg.lr, cfg.samples_per_object, cfg.val_samples = 20, 8, 1e-3, 2, 16
+        cfg.dibr = DIBRConfig(widths=small, feature_dim=128, hidden_dim=256)
+        cfg.implicit = ImplicitConfig(widths=small, feature_dim=128, hidden_dim=128, num_coarse_points=256,
+                                      sdf_samples=20_000, query_points=1024, surface_points=512, mesh_resolution=48)
+    elif name == "quality":
+        cfg.epochs, cfg.batch_size, cfg.lr, cfg.samples_per_object = 200, 32, 2e-4, 8
+        cfg.dibr = DIBRConfig(subdivisions=4, hidden_dim=1024)
+        cfg.implicit = ImplicitConfig(num_coarse_points=1024, query_points=4096, sdf_samples=200_000,
+                                      mesh_resolution=128)
+    return validate_config(cfg)
+
+
+def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
+    """Check the values that would otherwise fail deep inside training; returns ``cfg``.
+
+    Example:
+        >>> validate_config(SingleViewConfig(model="nerf"))
+        Traceback (most recent call last):
+        ...
+        unrender.errors.InputError: model must be dibr or implicit; got 'nerf'.
+    """
+    if cfg.model not in MODELS:
+        raise InputError(f"model must be dibr or implicit; got {cfg.model!r}.")
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "samples_per_object": cfg.samples_per_object,
+                "val_samples": cfg.val_samples, "dibr.target_views": cfg.dibr.target_views,
+                "implicit.query_points": cfg.implicit.query_points,
+                "implicit.surface_points": cfg.implicit.surface_points,
+                "implicit.sdf_samples": cfg.implicit.sdf_samples}
+    for key, value in positive.items():
+        if value < 1:
+            raise InputError(f"{key} must be >= 1; got {value}.")
+    if not cfg.lr > 0:
+        raise InputError(f"lr must be positive; got {cfg.lr}.")
+    for key in ("max_minutes", "max_steps", "checkpoint_minutes", "num_workers", "threads", "grad_clip"):
+        if getattr(cfg, key) < 0:
+            raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")
+    metric = cfg.resolved_best_metric()
+    allowed = ("loss", "iou") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
+    if metric not in allowed:
+        raise InputError(f"best_metric {metric!r} is not computed for model {cfg.model}; use auto or one of "
+                         f"{', '.join(allowed)}.")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda; got {cfg.device!r}.")
+    return cfg
+
+
+def _convert(text: str, kind, key: str):
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind in (int, float, str):
+            return kind(text)
+        if typing.get_origin(kind) is tuple:
+            return tuple(int(x) for x in json.loads(text if text.startswith("[") else f"[{text}]"))
+    except (ValueError, TypeError, json.JSONDecodeError):
+        pass
+    raise InputError(f"--set {key}={text}: expected a value of type {getattr(kind, '__name__', kind)}.")
+
+
+def _copy(cfg: SingleViewConfig) -> SingleViewConfig:
+    return dataclasses.replace(cfg, dibr=dataclasses.replace(cfg.dibr), implicit=dataclasses.replace(cfg.implicit))
+
+
+def apply_overrides(cfg: SingleViewConfig, items) -> SingleViewConfig:
+    """Apply ``["key=value", "section.key=value", ...]`` to a copy of ``cfg``; unknown keys or bad values raise.
+
+    Tuples (``dibr.widths``) are written ``8,16,32`` or ``[8,16,32]``.
+
+    Example:
+        >>> apply_overrides(preset("fast"), ["implicit.widths=8,16,32"]).implicit.widths
+        (8, 16, 32)
+    """
+    cfg = _copy(cfg)
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY=VALUE; got {item!r}.")
+        key, text = (s.strip() for s in item.split("=", 1))
+        target, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            if not dataclasses.is_dataclass(getattr(target, part, None)):
+                raise InputError(f"--set {key}: {part!r} is not a section; sections are dibr, implicit.")
+            target = getattr(target, part)
+        hints = typing.get_type_hints(type(target))
+        name = parts[-1]
+        if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
+            known = ", ".join(f.name for f in dataclasses.fields(target))
+            raise InputError(f"--set {key}: unknown field {name!r}; known: {known}.")
+        setattr(target, name, _convert(text, hints[name], key))
+    return validate_config(cfg)
+
+
+def config_to_dict(cfg: SingleViewConfig) -> dict:
+    """Plain-JSON form of ``cfg`` (tuples become lists), as written to ``RUN/config.json``."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _from_dict(cls, d: dict, source: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise DataError(f"{source} has unknown config fields {sorted(unknown)}; it was written by another version "
+                        f"of unrender -- start a new run.")
+    values = {}
+    for key, value in d.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = _from_dict(kind, value, source)
+        elif typing.get_origin(kind) is tuple:
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(d: dict, source: str = "the config") -> SingleViewConfig:
+    """Inverse of :func:`config_to_dict` (``--resume`` and ``predict``); ``source`` names the file in errors.
+
+    Example:
+        >>> config_from_dict(config_to_dict(preset("fast"))) == preset("fast")
+        True
+    """
+    if not isinstance(d, dict):
+        raise DataError(f"{source} does not hold a config object; start a new run.")
+    try:
+        return validate_config(_from_dict(SingleViewConfig, d, source))
+    except TypeError as exc:
+        raise DataError(f"{source} is not a single-view config ({exc}); start a new run.") from None
