@@ -146,23 +146,33 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+GOAL_METRICS = (("dibr/chamfer_l1", "Chamfer-L1", False), ("dibr/f@0.02", "F@0.02", True))
+
+
 def goal_lines(results: dict, models: list[str], baselines: list[str]) -> list[str]:
-    def cd(name, cat=None):
+    """The issue's goal, per model: better than every baseline in Chamfer-L1 and F-score@0.02, overall and in
+    every category."""
+    def rows(name):
         rep = (results.get(name, {}).get("eval") or {}).get("report")
-        if not rep:
-            return None
-        row = rep["overall"] if cat is None else next((x for x in rep["rows"] if x["category"] == cat), None)
-        return None if row is None else row["metrics"].get("dibr/chamfer_l1")
+        return None if not rep else {"overall": rep["overall"], **{r["category"]: r for r in rep["rows"]}}
 
     out = []
     for m in models:
-        mine, base = cd(m), {b: cd(b) for b in baselines}
+        mine, base = rows(m), {b: rows(b) for b in baselines}
         if mine is None or any(v is None for v in base.values()):
             out.append(f"{m}: not evaluated (see the errors above)")
             continue
-        best = min(base, key=base.get)
-        verdict = "beats" if mine < base[best] else "does NOT beat"
-        out.append(f"{m}: Chamfer-L1 {mine:.4f} {verdict} every baseline (best: {best} {base[best]:.4f})")
+        for key, label, higher in GOAL_METRICS:
+            for cat, row in mine.items():
+                value = row["metrics"].get(key)
+                others = {b: r[cat]["metrics"].get(key) for b, r in base.items() if cat in r}
+                if value is None or any(v is None for v in others.values()):
+                    continue
+                best = (max if higher else min)(others, key=others.get)
+                wins = value > others[best] if higher else value < others[best]
+                verdict = "beats" if wins else "does NOT beat"
+                out.append(f"{m} [{cat}]: {label} {value:.4f} {verdict} every baseline "
+                           f"(best: {best} {others[best]:.4f})")
     return out
 
 

@@ -180,13 +180,16 @@ class ImplicitSamples(CollectionSamples):
     """
 
     def __init__(self, root, split: str, cache_dir, sdf_samples: int = 100_000, query_points: int = 2048,
-                 surface_points: int = 1024, **kwargs):
+                 surface_points: int = 1024, query_mix: tuple[float, ...] = (), **kwargs):
         if min(sdf_samples, query_points, surface_points) < 1:
             raise InputError("sdf_samples, query_points and surface_points must be >= 1; got "
                              f"{sdf_samples}, {query_points}, {surface_points}.")
         self.cache_dir = Path(cache_dir)
         self.sdf_samples, self.query_points = int(sdf_samples), int(query_points)
         self.surface_points = int(surface_points)
+        self.query_mix = tuple(float(x) for x in query_mix)
+        if self.query_mix and (any(x < 0 for x in self.query_mix) or not sum(self.query_mix) > 0):
+            raise InputError(f"query_mix must be non-negative shares with a positive sum; got {query_mix}.")
         kwargs["load_points"] = True
         super().__init__(root, split, **kwargs)
         for d in self.dirs:
@@ -210,6 +213,26 @@ class ImplicitSamples(CollectionSamples):
             return self._sdf[obj]
         return cached_sdf_samples(self.dirs[obj] / "mesh.obj", self.cache_dir, self.sdf_samples, seed=self.seed)
 
+    def _query_indices(self, samples: SDFSamples, rng) -> np.ndarray:
+        """``query_points`` indices into ``samples``: uniform over them, or ``query_mix[k]`` of them from group ``k``
+        (shells, then uniform) so that the rare far-field samples get their say in every step."""
+        n = samples.points.shape[0]
+        if not self.query_mix:
+            return rng.integers(0, n, self.query_points)
+        group = samples.group.numpy()
+        mix = np.asarray(self.query_mix[:int(group.max()) + 1])
+        counts = np.floor(mix / mix.sum() * self.query_points).astype(np.int64)
+        counts[int(np.argmax(mix))] += self.query_points - counts.sum()
+        picks = []
+        for k, c in enumerate(counts):
+            members = np.flatnonzero(group == k)
+            if c > 0 and members.size:
+                picks.append(members[rng.integers(0, members.size, c)])
+        idx = np.concatenate(picks) if picks else np.zeros(0, np.int64)
+        if idx.size < self.query_points:  # a group absent from this object's samples: fill uniformly
+            idx = np.concatenate([idx, rng.integers(0, n, self.query_points - idx.size)])
+        return idx
+
     def _surface_points(self, obj: int, points) -> torch.Tensor:
         if points is not None:
             return points
@@ -228,7 +251,7 @@ class ImplicitSamples(CollectionSamples):
         view = self._input_view(rng, obj)
         images, _, cam, points = self.views_of(obj, [view])
         samples = self._samples(obj)
-        q = torch.from_numpy(rng.integers(0, samples.points.shape[0], self.query_points))
+        q = torch.from_numpy(self._query_indices(samples, rng))
         surface = self._surface_points(obj, points)
         s = torch.from_numpy(rng.integers(0, surface.shape[0], self.surface_points))
         return {"image": images[0].permute(2, 0, 1).contiguous(), "points": samples.points[q].float(),

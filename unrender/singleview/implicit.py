@@ -5,7 +5,7 @@
     g, x --spatial transformer--> image coordinates uv(x) [B,Q,2]    (no camera needed at test time)
     local(x)  = pyramid sampled at uv(x)                             (grid_sample, the 4 finest levels)
     point(x)  = max_k MLP(x - p_k, |x - p_k|) over the k nearest coarse points p_k
-    sdf(x)    = MLP(g ++ local(x) ++ point(x) ++ fourier(x))
+    sdf(x)    = |x| - r + MLP(g ++ local(x) ++ point(x) ++ fourier(x))
 
 The spatial transformer predicts, from ``g``, a projective map ``A = A_0 + dA(g)`` ``[3,4]`` with
 ``(h_1, h_2, h_3) = A (x, 1)`` and ``uv = (h_1, h_2) / max(h_3, 0.1) + r tanh(MLP(fourier(x), g))``; ``A_0``
@@ -157,6 +157,8 @@ class ImplicitPredictor(nn.Module):
             little that the global feature does not, and their many channels dominate the decoder's cost).
         frequencies: Fourier frequencies of the query encoding.
         coarse_bound: ``b``, the coarse cloud lies in ``[-b, b]^3``.
+        prior_radius: ``r``: the decoder's output is added to ``|x| - r``, a sphere's SDF (objects have longest
+            side 1), so the far field starts positive.
 
     Example:
         >>> model = ImplicitPredictor(in_channels=3, num_coarse_points=64)
@@ -167,7 +169,8 @@ class ImplicitPredictor(nn.Module):
 
     def __init__(self, in_channels: int = 4, num_coarse_points: int = 512, k_neighbours: int = 8,
                  widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 256,
-                 frequencies: int = 4, coarse_bound: float = 0.6, local_levels: int = 4):
+                 frequencies: int = 4, coarse_bound: float = 0.6, local_levels: int = 4,
+                 prior_radius: float = 0.3):
         super().__init__()
         if num_coarse_points < 1 or not 1 <= k_neighbours <= num_coarse_points:
             raise InputError(f"need num_coarse_points >= 1 and 1 <= k_neighbours <= num_coarse_points; got "
@@ -186,6 +189,7 @@ class ImplicitPredictor(nn.Module):
         self.decoder_global = nn.Linear(feature_dim, hidden_dim, bias=False)
         self.decoder_input = nn.Linear(width, hidden_dim)
         self.decoder = _mlp([hidden_dim, hidden_dim, hidden_dim // 2, 1])
+        self.prior_radius = float(prior_radius)
 
     def encode(self, images) -> ImplicitCode:
         """``images[B,C,H,W]`` -> :class:`ImplicitCode` (global feature, pyramid, coarse cloud)."""
@@ -223,7 +227,10 @@ class ImplicitPredictor(nn.Module):
         geo = self.point_features(code.coarse_points, points)
         x = torch.cat([local, geo, fourier_features(points, self.frequencies)], -1)
         hidden = torch.relu(self.decoder_input(x) + self.decoder_global(g)[:, None])
-        return self.decoder(hidden)[..., 0], uv
+        # The decoder predicts a residual over a sphere's SDF: space that training rarely samples (the corners
+        # of the extraction cube) then reads as outside instead of whatever an untrained layer says there.
+        prior = points.norm(dim=-1) - self.prior_radius
+        return prior + self.decoder(hidden)[..., 0], uv
 
     def forward(self, images, query_points) -> ImplicitOutput:
         """``images[B,C,H,W]``, ``query_points[B,Q,3]`` -> :class:`ImplicitOutput`."""

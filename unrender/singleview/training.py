@@ -149,7 +149,8 @@ def make_datasets(data, run, cfg: SingleViewConfig, ctx: DistributedContext | No
             return DIBRSamples(data, split, target_views=cfg.dibr.target_views, **common, **kw)
         m = cfg.implicit
         return ImplicitSamples(data, split, cache_dir=sdf_cache_dir(data, run, cfg), sdf_samples=m.sdf_samples,
-                               query_points=m.query_points, surface_points=m.surface_points, **common, **kw)
+                               query_points=m.query_points, surface_points=m.surface_points, query_mix=m.query_mix,
+                               **common, **kw)
 
     train = make("train", samples_per_object=cfg.samples_per_object)
     val = make(val_split, samples_per_object=1, fixed_views=True, max_samples=cfg.val_samples)
