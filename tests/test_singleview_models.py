@@ -289,6 +289,17 @@ def test_spatial_transformer_starts_as_front_view_and_learns_a_camera():
     assert errs[-1] < 0.2 * errs[0]
 
 
+def test_untrained_implicit_reads_the_cube_corners_as_outside():
+    torch.manual_seed(0)
+    model = ImplicitPredictor(in_channels=3, num_coarse_points=32, widths=(8, 16), feature_dim=32, hidden_dim=32)
+    corners = torch.tensor([[x, y, z] for x in (-0.6, 0.6) for y in (-0.6, 0.6) for z in (-0.6, 0.6)])
+    with torch.no_grad():
+        sdf = model(torch.rand(3, 3, 32, 32), corners).sdf
+        residual = sdf - (corners.norm(dim=-1) - model.prior_radius)
+    assert (sdf > 0.3).all()  # |x| - r = 0.74 there, and the decoder adds only a small residual
+    assert residual.abs().max() < 0.3 and residual.abs().max() > 0  # the decoder still contributes
+
+
 def test_implicit_overfits_sphere(sphere_model):
     _, _, history, ((err0, sign0), (err1, sign1)) = sphere_model
     assert err1 < 0.3 * err0  # clamped SDF error on held-out queries

@@ -92,6 +92,21 @@ def test_samples_are_seeded_per_epoch_and_shaped(collection):
     assert (item["sdf"] < 0).any() and (item["sdf"] > 0).any()
 
 
+def test_query_mix_draws_each_group_in_its_share(collection):
+    from unrender.geometry.sdf_samples import cached_sdf_samples
+
+    kw = dict(cache_dir=collection / "cache", sdf_samples=2000, query_points=200, surface_points=8)
+    mixed = ImplicitSamples(collection, "train", query_mix=(0.0, 0.25, 0.25, 0.5), **kw)
+    samples = cached_sdf_samples(mixed.dirs[0] / "mesh.obj", collection / "cache", 2000, seed=mixed.seed)
+    lookup = {tuple(p.tolist()): int(g) for p, g in zip(samples.points.float(), samples.group)}
+    groups = np.bincount([lookup[tuple(p.tolist())] for p in mixed[0]["points"]], minlength=4)
+    assert groups.tolist() == [0, 50, 50, 100]  # 1 % of the cached samples are uniform, half the queries here
+    plain = ImplicitSamples(collection, "train", query_mix=(), **kw)
+    assert np.bincount([lookup[tuple(p.tolist())] for p in plain[0]["points"]], minlength=4)[3] < 20
+    with pytest.raises(InputError, match="query_mix"):
+        ImplicitSamples(collection, "train", query_mix=(-1.0, 1.0), **kw)
+
+
 def test_config_round_trip_and_bad_overrides():
     cfg = apply_overrides(preset("fast", "implicit"), ["implicit.widths=8,16", "epochs=3", "preload=false"])
     assert config_from_dict(config_to_dict(cfg)) == cfg and cfg.implicit.widths == (8, 16) and not cfg.preload
