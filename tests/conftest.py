@@ -48,3 +48,18 @@ def icosphere(subdivisions=2, dtype=torch.float64):
             new_faces += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
         faces = new_faces
     return torch.stack(verts), torch.tensor(faces)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models on one thread (torch and the numba raster kernels) for a test module: on a busy 2-core machine
+    two threads mostly wait for each other at every op (measured 3x to 40x slower per step there); restored
+    afterwards. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])

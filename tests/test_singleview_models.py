@@ -2,7 +2,6 @@
 
 import math
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -20,17 +19,7 @@ from unrender.singleview import (DIBROutput, DIBRPredictor, ImageEncoder, Implic
 from unrender.singleview.implicit import clamped_l1
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run these small models on one thread (torch and the numba kernels): on a busy 2-core machine, two threads
-    wait for each other at every op (measured 40x slower than one thread there); restored afterwards."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def square_images(centres, size=64, half=5):

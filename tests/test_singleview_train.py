@@ -27,18 +27,7 @@ from unrender.singleview.training import CHECKPOINT, build_model, train_singlevi
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on one thread (torch and the numba raster kernels): on a busy 2-core machine two threads
-    mostly wait for each other (measured 3x slower per DIB-R step there); restored afterwards."""
-    import numba
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
