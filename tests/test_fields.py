@@ -76,6 +76,27 @@ def test_material_field_ranges_and_learning():
     assert loss.item() < 0.3 * first
 
 
+def test_material_field_normal_offset_is_bounded_and_learns():
+    box = torch.tensor([[-1.0, -1, -1], [1, 1, 1]])
+    torch.manual_seed(0)
+    field = MaterialField(box, levels=4, max_res=32, normal_offset=0.3)
+    pts = torch.rand(256, 3) * 2 - 1
+    base, orm, offset = field(pts)
+    assert base.shape == orm.shape == offset.shape == (256, 3)
+    assert len(MaterialField(box, levels=4, max_res=32)(pts)) == 2  # no offset output unless asked
+    target = 0.2 * torch.stack([pts[:, 0].sign(), torch.zeros(256), -pts[:, 2].sign()], -1)
+    opt = torch.optim.Adam(field.parameters(), lr=0.02)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = (field(pts)[2] - target).square().mean()
+        loss.backward()
+        opt.step()
+    offset = field(pts)[2]
+    assert float(offset.abs().max()) <= 0.3 and float((offset - target).abs().mean()) < 0.03
+    with pytest.raises(InputError, match="normal_offset"):
+        MaterialField(box, normal_offset=-1.0)
+
+
 def test_bad_arguments():
     with pytest.raises(InputError, match="levels"):
         GridEncoding(levels=0)

@@ -110,13 +110,16 @@ def test_force_replaces_an_earlier_run_but_keeps_other_files(blob, tmp_path):
     assert torch.load(out / "checkpoint" / "state.pt", weights_only=True)["stage"] == "pass2"
 
 
-def test_flexicubes_topology_and_triangle_budget(blob, tmp_path):
-    cfg = tiny_config("pass1.topology=flexicubes", "triangles=600")
+def test_flexicubes_topology_triangle_budget_and_learned_normals(blob, tmp_path):
+    cfg = tiny_config("pass1.topology=flexicubes", "triangles=600", "pass1.normal_offset=0.3",
+                      "pass2.learn_normal_map=false")  # the normal map then comes from pass 1 alone
     out = reconstruct(blob, tmp_path / "run", cfg, gt_mesh=blob / "gt" / "mesh.obj", progress=False)
     m = json.loads((out / "metrics.json").read_text())
     assert 300 < m["triangles"] <= 600
     assert m["geometry"]["f_score@0.02"] > 0.7 and m["psnr"] > 20
     mesh = load_mesh(out / "mesh" / "mesh.obj")
     assert mesh.faces.shape[0] <= 600 and mesh.uvs is not None  # the budget keeps the unwrap
+    normal_map = mesh.material.normal  # pass 1's learned perturbation, baked: not the flat (0, 0, 1) map
+    assert normal_map is not None and float((normal_map[..., :2]).abs().max()) > 0.01
     with pytest.raises(InputError, match="topology"):
         reconstruct(blob, tmp_path / "bad", tiny_config("pass1.topology=voxels"), progress=False)

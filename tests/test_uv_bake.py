@@ -13,7 +13,7 @@ from unrender.geometry.primitives import icosphere, torus
 from unrender.geometry.simplify import is_closed, simplify_mesh
 from unrender.geometry.uv_unwrap import _align_corners, unwrap_uv, uv_signed_areas
 from unrender.io.mesh_files import load_mesh, save_mesh
-from unrender.mesh import Mesh, PBRMaterial
+from unrender.mesh import Mesh, PBRMaterial, vertex_normals
 from unrender.recon.bake import (bake_material, bake_normal_map, bake_textures, dilate_texture,
                                  encode_tangent_normals, texel_points)
 from unrender.render.rasterize import interpolate
@@ -229,6 +229,31 @@ def test_normal_bake_round_trips_through_render(unwrapped_torus):
     plain = render_mesh(Mesh(vertices=m.vertices, faces=m.faces), _cameras(), shading="albedo", antialias=False)
     base_angle = torch.rad2deg(torch.acos((plain.normal.flip(1)[covered] * expect).sum(-1).clamp(-1, 1)))
     assert float(base_angle.mean()) > 5.0
+
+
+def test_material_normal_offset_renders_like_its_baked_map(unwrapped_torus):
+    m = unwrapped_torus
+
+    def field(p):  # (base, orm, world-space normal offset), as MaterialField(normal_offset>0) returns
+        offset = 0.4 * torch.stack([torch.sin(5 * p[:, 1]), torch.cos(4 * p[:, 0]), torch.sin(6 * p[:, 2])], -1)
+        return torch.full_like(p, 0.5), torch.ones_like(p), offset
+
+    direct = render_mesh(m, _cameras(), shading="albedo", antialias=False, material_fn=field)
+    covered = direct.rast[..., 3] > 0
+    geo = torch.nn.functional.normalize(interpolate(vertex_normals(m.vertices, m.faces), direct.rast, m.faces)[covered],
+                                        dim=-1)
+    expect = torch.nn.functional.normalize(geo + field(interpolate(m.vertices, direct.rast, m.faces)[covered])[2], dim=-1)
+    got = direct.normal.flip(1)[covered]
+    # The renderer adds the offset, then normalises (and turns normals facing away from the eye around).
+    err = torch.minimum((got - expect).norm(dim=-1), (got + expect).norm(dim=-1))
+    assert float(err.max()) < 1e-4
+    assert float(torch.rad2deg(torch.acos((geo * expect).sum(-1).clamp(-1, 1))).mean()) > 5.0
+
+    mat = bake_material(m, field, 256)
+    baked = render_mesh(Mesh(vertices=m.vertices, faces=m.faces, uvs=m.uvs, uv_faces=m.uv_faces, material=mat),
+                        _cameras(), shading="albedo", antialias=False)
+    angle = torch.rad2deg(torch.acos((baked.normal.flip(1)[covered] * got).sum(-1).clamp(-1, 1)))
+    assert float(angle.mean()) < 3.0 and float(torch.quantile(angle, 0.9)) < 3.0
 
 
 def test_bake_requires_uvs_and_checks_field_shape():

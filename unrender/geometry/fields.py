@@ -15,6 +15,11 @@ by gathering the 8 corners. Features start uniform in ``[-1e-4, 1e-4]`` as in In
 with a sigmoid output, scaled into per-channel ranges as nvdiffrec does, so that roughness stays in
 ``[min_roughness, 1]`` and metallic in ``[0, 1]``. The occlusion channel of ``orm`` is fixed to 1
 (ambient occlusion is not identifiable from images under an unknown light).
+
+**Normal perturbation** (nvdiffrec's third material output). With ``normal_offset = a > 0`` the MLP has three
+more outputs and the field returns a third tensor, a world-space offset ``d = a tanh(y) [N,3]`` that the
+renderer adds to the geometric normal, ``n' = normalize(n + d)``; ``a`` bounds how far (``atan(a sqrt 3)`` at
+most) the shading normal may lean. Baking turns ``n'`` into a tangent-space normal map.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class MaterialField(torch.nn.Module):
         levels, features, min_res, max_res, table_size: of the :class:`GridEncoding`.
         hidden, layers: MLP width and hidden-layer count.
         min_roughness, max_roughness, min_metallic, max_metallic: output ranges.
+        normal_offset: bound ``a`` of the normal perturbation (module docstring); 0 = no perturbation output.
 
     Example:
         >>> field = MaterialField(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), levels=4, max_res=32)
@@ -130,14 +136,18 @@ class MaterialField(torch.nn.Module):
 
     def __init__(self, bounds, levels: int = 12, features: int = 2, min_res: int = 16, max_res: int = 256,
                  table_size: int = 2 ** 17, hidden: int = 32, layers: int = 2, min_roughness: float = 0.08,
-                 max_roughness: float = 1.0, min_metallic: float = 0.0, max_metallic: float = 1.0):
+                 max_roughness: float = 1.0, min_metallic: float = 0.0, max_metallic: float = 1.0,
+                 normal_offset: float = 0.0):
         super().__init__()
         bounds = float_tensor("bounds", bounds, "[2,3]", last_dim=3, ndims=(2,))
         if bounds.shape[0] != 2 or not bool((bounds[1] > bounds[0]).all()):
             raise InputError(f"bounds must be [[xmin,ymin,zmin],[xmax,ymax,zmax]] with max > min; got {bounds.tolist()}.")
         self.register_buffer("bounds", bounds.clone())
         self.encoding = GridEncoding(levels, features, min_res, max_res, table_size)
-        self.net = mlp(self.encoding.out_dim, 6, hidden, layers)
+        if not normal_offset >= 0:
+            raise InputError(f"normal_offset must be >= 0; got {normal_offset}.")
+        self.normal_offset = float(normal_offset)
+        self.net = mlp(self.encoding.out_dim, 9 if self.normal_offset > 0 else 6, hidden, layers)
         lo = torch.tensor([0.0, 0.0, 0.0, 1.0, min_roughness, min_metallic])
         hi = torch.tensor([1.0, 1.0, 1.0, 1.0, max_roughness, max_metallic])
         self.register_buffer("out_lo", lo)
@@ -148,11 +158,14 @@ class MaterialField(torch.nn.Module):
         return (points - self.bounds[0]) / (self.bounds[1] - self.bounds[0])
 
     def forward(self, points: torch.Tensor):
-        """``points [N,3]`` (world) -> ``(base_color [N,3], orm [N,3])`` in their valid ranges."""
+        """``points [N,3]`` (world) -> ``(base_color [N,3], orm [N,3])`` in their valid ranges, plus the normal
+        offset ``[N,3]`` as a third element when ``normal_offset > 0``."""
         points = float_tensor("points", points, "[N,3]", last_dim=3, ndims=(2,))
         if points.shape[0] == 0:
             z = points.new_zeros(0, 3)
-            return z, z.clone()
-        y = torch.sigmoid(self.net(self.encoding(self.normalize(points))))
-        y = self.out_lo + (self.out_hi - self.out_lo) * y
+            return (z, z.clone(), z.clone()) if self.normal_offset > 0 else (z, z.clone())
+        raw = self.net(self.encoding(self.normalize(points)))
+        y = self.out_lo + (self.out_hi - self.out_lo) * torch.sigmoid(raw[:, :6])
+        if self.normal_offset > 0:
+            return y[:, :3], y[:, 3:6], self.normal_offset * torch.tanh(raw[:, 6:])
         return y[:, :3], y[:, 3:]

@@ -317,7 +317,9 @@ def bake_material(mesh: Mesh, material_fn: Callable, resolution: int, normal_fn:
 
     ``material_fn(points[N,3]) -> (base_color[N,3], orm[N,3])`` (the ``material_fn`` of
     :func:`~unrender.render.render_mesh`) is evaluated once per chunk for both textures, on one shared
-    uv rasterization; ``normal_fn`` as in :func:`bake_normal_map` (flat ``(0, 0, 1)`` map when None).
+    uv rasterization; ``normal_fn`` as in :func:`bake_normal_map` (flat ``(0, 0, 1)`` map when None). A
+    third output of ``material_fn``, a world-space normal offset ``d`` (what ``render_mesh`` adds to the
+    geometric normal), is baked as the normal map ``normalize(n + d)`` in the texel's tangent frame instead.
 
     Args:
         mesh: :class:`Mesh` with uvs.
@@ -337,16 +339,26 @@ def bake_material(mesh: Mesh, material_fn: Callable, resolution: int, normal_fn:
     res = _resolution(resolution)
     samples = texel_points(mesh, res)
 
-    def both(points, normals, tangents):
+    def outputs(points, normals, tangents):
         out = material_fn(points)
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise InputError("material_fn must return a pair (base_color [N,3], orm [N,3]).")
-        base, orm = out
-        return torch.cat([base[:, :3], orm[:, :3]], -1)
+        if not isinstance(out, tuple) or len(out) not in (2, 3):
+            raise InputError("material_fn must return (base_color [N,3], orm [N,3]) or (base_color, orm, "
+                             "normal offset [N,3]).")
+        channels = [out[0][:, :3], out[1][:, :3]]
+        if len(out) == 3:
+            shading = torch.nn.functional.normalize(normals + out[2][:, :3], dim=-1, eps=_EPS)
+            channels.append(encode_tangent_normals(shading, normals, tangents))
+        return torch.cat(channels, -1)
 
-    flat = _evaluate(samples, both, 6, int(chunk_size), "material_fn (base_color and orm side by side)")
-    img = dilate_texture(flat.reshape(res, res, 6), samples.coverage, dilate_iterations, fill="mean")
-    if normal_fn is not None:
+    with torch.no_grad():
+        probe = material_fn(samples.points[:1] if samples.points.shape[0] else torch.zeros(1, 3))
+    width = 9 if isinstance(probe, tuple) and len(probe) == 3 else 6
+    flat = _evaluate(samples, outputs, width, int(chunk_size), "material_fn (base_color and orm side by side)")
+    img = dilate_texture(flat.reshape(res, res, width)[..., :6], samples.coverage, dilate_iterations, fill="mean")
+    if width == 9:
+        normal = dilate_texture(flat.reshape(res, res, width)[..., 6:], samples.coverage, dilate_iterations,
+                                fill=(0.0, 0.0, 1.0))
+    elif normal_fn is not None:
         normal = bake_normal_map(mesh, normal_fn, res, chunk_size, dilate_iterations, samples=samples)
     else:
         normal = img.new_zeros(res, res, 3)

@@ -105,7 +105,8 @@ def render_mesh(mesh: Mesh, camera: Camera, light=None, *, shading: str = "pbr",
         topology: cached edge topology of ``mesh.faces`` for antialiasing (see :func:`build_topology`).
         material_fn: optional callable ``points[N,3] -> (base_color[N,3], orm[N,3])`` evaluated at the world
             position of every covered pixel (a neural material field, e.g.
-            :class:`unrender.geometry.fields.MaterialField`); replaces ``mesh.material``.
+            :class:`unrender.geometry.fields.MaterialField`); replaces ``mesh.material``. A third output
+            ``offset[N,3]`` perturbs the shading normal: ``normalize(n + offset)`` (world space).
     Returns:
         :class:`RenderOutput`.
 
@@ -132,13 +133,15 @@ def render_mesh(mesh: Mesh, camera: Camera, light=None, *, shading: str = "pbr",
     points = interpolate(mesh.vertices, rast, mesh.faces).reshape(-1, 3)[rows]
     normals_v = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
     geo_n = torch.nn.functional.normalize(interpolate(normals_v, rast, mesh.faces).reshape(-1, 3)[rows], dim=-1)
+    normal = geo_n
     if material_fn is not None:
-        base, orm = material_fn(points)
+        base, orm, *offset = material_fn(points)
         occ, rough, metal = unpack_orm(orm)
         n_map = None
+        if offset:
+            normal = torch.nn.functional.normalize(geo_n + offset[0], dim=-1)
     else:
         base, occ, rough, metal, n_map = _material_maps(mesh, rast, pos, rows, n_pix)
-    normal = geo_n
     if n_map is not None:
         tan_v = vertex_tangents(mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces, normals_v)
         tan = interpolate(tan_v, rast, mesh.faces).reshape(-1, 3)[rows]

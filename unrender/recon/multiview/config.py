@@ -53,7 +53,11 @@ class Pass1Config:
     sdf_reg_end: float = 0.01
     """... to this weight at the last step."""
     material_smooth: float = 0.02
-    """Weight of the material smoothness term |m(x) - m(x + N(0, 0.01 * box))|."""
+    """Weight of the material smoothness term |m(x) - m(x + N(0, 0.01 * box))| (all outputs, the normal
+    perturbation included)."""
+    normal_offset: float = 0.0
+    """Bound of the material field's normal perturbation (world-space offset added to the geometric normal
+    before normalising, nvdiffrec's learned normal in pass 1); baked into the normal map. 0 = geometric normals."""
     field_levels: int = 6
     """Levels of the multiresolution grid encoding."""
     field_max_res: int = 128

@@ -108,7 +108,7 @@ class Pass1(_Pass):
             with torch.no_grad():
                 self.geometry.sdf.clamp_(-t, t)
         self.field = MaterialField(self.bounds, levels=c1.field_levels, max_res=c1.field_max_res,
-                                   hidden=c1.field_hidden).to(device)
+                                   hidden=c1.field_hidden, normal_offset=c1.normal_offset).to(device)
         self.light = EnvironmentLight(resolution=cfg.light_resolution, init=0.5).to(device)
         self.opt = _adam([([self.geometry.sdf], c1.lr_sdf * self.geometry.spacing),
                           ([self.geometry.deform], c1.lr_deform),
