@@ -48,14 +48,12 @@ from ..errors import InputError
 from ..geometry.primitives import icosphere_arrays
 from ..mesh import Mesh
 from ..render.antialias import EdgeTopology, antialias, build_topology
-from ..render.lights.spherical_harmonics import sh9_basis
+from ..render.lights.spherical_harmonics import sh9_irradiance
 from ..render.rasterize import interpolate, rasterize
 from ..render.soft_silhouette import soft_silhouette
 from .encoders import DEFAULT_WIDTHS, ImageEncoder
 
 _LIGHT_SIZES = {"none": 0, "sh": 9, "directional": 5}
-# Cosine-lobe convolution factors A_l of SH bands 0, 1, 2 for the 9 coefficients.
-_SH_LOBE = (math.pi,) + (2 * math.pi / 3,) * 3 + (math.pi / 4,) * 5
 
 
 @dataclass
@@ -196,8 +194,7 @@ def shade_colors(albedo: torch.Tensor, normals: torch.Tensor, light: torch.Tenso
     if lighting == "none" or light is None:
         return albedo
     if lighting == "sh":
-        lobe = torch.tensor(_SH_LOBE, dtype=albedo.dtype, device=albedo.device)
-        irradiance = (sh9_basis(normals) * lobe * light).sum(-1, keepdim=True)
+        irradiance = sh9_irradiance(normals, light[..., None])
         return albedo * irradiance.clamp(min=0.0) / math.pi
     if lighting == "directional":
         cos = (normals * light[..., :3]).sum(-1, keepdim=True).clamp(min=0.0)

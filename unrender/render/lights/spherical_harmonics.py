@@ -55,6 +55,21 @@ def sh9_basis(directions) -> torch.Tensor:
                         _C3 * (3.0 * z * z - 1.0), _C2 * x * z, _C4 * (x * x - y * y)], -1)
 
 
+def sh9_irradiance(normals, coeffs) -> torch.Tensor:
+    """Irradiance of SH9 radiance ``coeffs[...,9,C]`` at unit ``normals[...,3]``: ``E[...,C] = sum_i A_l(i) c_i
+    Y_i(n)`` with the cosine-lobe factors ``A_0 = pi``, ``A_1 = 2 pi / 3``, ``A_2 = pi / 4`` (Ramamoorthi &
+    Hanrahan; exact for band-limited radiance). ``coeffs`` broadcasts against ``normals``' leading dimensions.
+
+    Example:
+        >>> c = torch.zeros(9, 1); c[0, 0] = 1 / 0.282094791773878   # constant radiance 1
+        >>> sh9_irradiance(torch.tensor([[0.0, 0.0, 1.0]]), c)       # E = pi L
+        tensor([[3.1416]])
+    """
+    y = sh9_basis(normals)
+    a = torch.tensor([_COSINE_LOBE[b] for b in _BAND], dtype=y.dtype, device=y.device)
+    return ((y * a)[..., :, None] * coeffs.to(y.dtype)).sum(-2)
+
+
 def project_sh9(directions, values, weights=None) -> torch.Tensor:
     """Fit SH9 coefficients ``[9,C]`` to radiance samples by quadrature.
 
@@ -151,9 +166,7 @@ class SHIrradianceLight(Light):
     def irradiance(self, points, normals) -> torch.Tensor:
         """``E[...,3] = sum_i A_l(i) c_i Y_i(n)`` (exact for this band-limited radiance)."""
         points, normals = check_points_normals(points, normals)
-        y = sh9_basis(normals)
-        a = torch.tensor(_COSINE_LOBE, dtype=y.dtype, device=y.device)
-        return (y[..., :, None] * self._band_coeffs(a)).sum(-2)
+        return sh9_irradiance(normals, self.coeffs)
 
     def shade(self, points, normals, view_dirs, base_color, roughness, metallic, occlusion=None) -> torch.Tensor:
         """``[...,3] = occlusion (kd / pi E(n) + L_spec)``, ``L_spec`` as in the module docstring.
