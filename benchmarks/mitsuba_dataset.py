@@ -7,8 +7,9 @@ metallic of the ORM texture, lit by ``gt/probe.hdr``; ``path`` integrator, RGBA,
 
     python benchmarks/mitsuba_dataset.py SRC OUT [--spp 64]
 
-Needs ``mitsuba`` (optional dependency) and a libLLVM for its llvm variant
-(``DRJIT_LIBLLVM_PATH=/usr/lib/x86_64-linux-gnu/libLLVM-19.so``); falls back to ``scalar_rgb``.
+Needs ``mitsuba`` (optional dependency) and a libLLVM >= 17 for its llvm variant (Debian: ``apt-get install
+libllvm19``, then ``DRJIT_LIBLLVM_PATH=/usr/lib/x86_64-linux-gnu/libLLVM-19.so``; LLVM 15 aborts in codegen);
+without one it falls back to ``scalar_rgb``.
 """
 
 from __future__ import annotations
