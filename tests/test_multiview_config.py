@@ -27,3 +27,15 @@ def test_overrides_typed_and_checked():
 def test_config_round_trip():
     cfg = apply_overrides(preset("quality"), ["pass2.iterations=3"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_overrides_parse_tuples_by_their_element_type():
+    from unrender.singleview.train_config import apply_overrides as singleview_overrides
+    from unrender.singleview.train_config import preset as singleview_preset
+
+    cfg = singleview_overrides(singleview_preset("fast", "implicit"), ["implicit.query_mix=0.25,0.25,0,0.5"])
+    assert cfg.implicit.query_mix == (0.25, 0.25, 0.0, 0.5)  # floats stay floats (ints would truncate to 0)
+    assert singleview_overrides(cfg, ["implicit.query_mix="]).implicit.query_mix == ()
+    assert singleview_overrides(cfg, ["implicit.widths=[8, 16]"]).implicit.widths == (8, 16)
+    with pytest.raises(InputError, match="implicit.widths"):
+        singleview_overrides(cfg, ["implicit.widths=8,x"])

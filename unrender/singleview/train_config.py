@@ -20,6 +20,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from ..config_overrides import apply_overrides as override_fields
 from ..errors import DataError, InputError
 
 MODELS = ("dibr", "implicit")
@@ -231,29 +232,9 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     return cfg
 
 
-def _convert(text: str, kind, key: str):
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind in (int, float, str):
-            return kind(text)
-        if typing.get_origin(kind) is tuple:
-            return tuple(int(x) for x in json.loads(text if text.startswith("[") else f"[{text}]"))
-    except (ValueError, TypeError, json.JSONDecodeError):
-        pass
-    raise InputError(f"--set {key}={text}: expected a value of type {getattr(kind, '__name__', kind)}.")
-
-
-def _copy(cfg: SingleViewConfig) -> SingleViewConfig:
-    return dataclasses.replace(cfg, dibr=dataclasses.replace(cfg.dibr), implicit=dataclasses.replace(cfg.implicit))
-
-
 def apply_overrides(cfg: SingleViewConfig, items) -> SingleViewConfig:
-    """Apply ``["key=value", "section.key=value", ...]`` to a copy of ``cfg``; unknown keys or bad values raise.
+    """Apply ``["key=value", "section.key=value", ...]`` to a copy of ``cfg``; unknown keys or bad values raise
+    (:func:`unrender.config_overrides.apply_overrides`), then :func:`validate_config`.
 
     Tuples (``dibr.widths``) are written ``8,16,32`` or ``[8,16,32]``.
 
@@ -261,23 +242,7 @@ def apply_overrides(cfg: SingleViewConfig, items) -> SingleViewConfig:
         >>> apply_overrides(preset("fast"), ["implicit.widths=8,16,32"]).implicit.widths
         (8, 16, 32)
     """
-    cfg = _copy(cfg)
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"--set expects KEY=VALUE; got {item!r}.")
-        key, text = (s.strip() for s in item.split("=", 1))
-        target, parts = cfg, key.split(".")
-        for part in parts[:-1]:
-            if not dataclasses.is_dataclass(getattr(target, part, None)):
-                raise InputError(f"--set {key}: {part!r} is not a section; sections are dibr, implicit.")
-            target = getattr(target, part)
-        hints = typing.get_type_hints(type(target))
-        name = parts[-1]
-        if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
-            known = ", ".join(f.name for f in dataclasses.fields(target))
-            raise InputError(f"--set {key}: unknown field {name!r}; known: {known}.")
-        setattr(target, name, _convert(text, hints[name], key))
-    return validate_config(cfg)
+    return validate_config(override_fields(cfg, items))
 
 
 def config_to_dict(cfg: SingleViewConfig) -> dict:

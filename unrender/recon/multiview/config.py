@@ -10,10 +10,9 @@ sections with a dot). The full config used is written to ``OUT/config.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import typing
 from dataclasses import dataclass, field
 
+from ...config_overrides import apply_overrides as override_fields
 from ...errors import InputError
 
 
@@ -151,48 +150,15 @@ def preset(name: str) -> MultiViewConfig:
     return cfg
 
 
-def _convert(text: str, kind, key: str):
-    origin = typing.get_origin(kind)
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind in (int, float, str):
-            return kind(text)
-        if origin is not None:
-            return json.loads(text)
-    except ValueError:
-        pass
-    raise InputError(f"--set {key}={text}: expected a value of type {getattr(kind, '__name__', kind)}.")
-
-
 def apply_overrides(cfg: MultiViewConfig, items) -> MultiViewConfig:
-    """Apply ``["section.key=value", ...]`` to a copy of ``cfg``; unknown keys and bad values raise.
+    """Apply ``["section.key=value", ...]`` to a copy of ``cfg``; unknown keys and bad values raise
+    (:func:`unrender.config_overrides.apply_overrides`).
 
     Example:
         >>> apply_overrides(preset("fast"), ["pass1.iterations=7"]).pass1.iterations
         7
     """
-    cfg = dataclasses.replace(cfg, pass1=dataclasses.replace(cfg.pass1), pass2=dataclasses.replace(cfg.pass2))
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"--set expects KEY=VALUE; got {item!r}.")
-        key, text = item.split("=", 1)
-        target, parts = cfg, key.strip().split(".")
-        for part in parts[:-1]:
-            if not dataclasses.is_dataclass(getattr(target, part, None)):
-                raise InputError(f"--set {key}: {part!r} is not a section; sections are pass1, pass2.")
-            target = getattr(target, part)
-        hints = typing.get_type_hints(type(target))
-        name = parts[-1]
-        if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
-            known = ", ".join(f.name for f in dataclasses.fields(target))
-            raise InputError(f"--set {key}: unknown field {name!r}; known: {known}.")
-        setattr(target, name, _convert(text.strip(), hints[name], key))
-    return cfg
+    return override_fields(cfg, items)
 
 
 def config_to_dict(cfg: MultiViewConfig) -> dict:
