@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, InputError
+from ..run_state import RunClock, atomic_torch_save, atomic_write_text
 from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_cameras
 from .distributed import (DistributedContext, any_rank, barrier, broadcast_error, init_distributed, shard_sampler,
                           shutdown, sum_over_ranks, unwrap_model, wrap_model)
@@ -239,19 +240,6 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
 
 
 # ------------------------------------------------------------------------------------------------ run folder
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)  # a kill mid-write leaves the previous file intact
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _prepare_run(out: Path, cfg: SingleViewConfig, resume: bool, force: bool, ctx: DistributedContext) -> None:
     """Refuse to overwrite (checked on every rank, before anyone writes), then rank 0 clears/creates ``out``."""
     if resume:
@@ -273,7 +261,7 @@ def _prepare_run(out: Path, cfg: SingleViewConfig, resume: bool, force: bool, ct
                     p = out / name
                     shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             out.mkdir(parents=True, exist_ok=True)
-            _atomic_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", out / CONFIG)
+            atomic_write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", out / CONFIG)
         except OSError as exc:
             error = InputError(f"cannot write the run folder {out} ({exc}); choose a writable --out.")
     broadcast_error(error, ctx)
@@ -285,17 +273,6 @@ def _best_payload(net: nn.Module, cfg: SingleViewConfig, train: CollectionSample
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "image_size": [train.height, train.width], "background": float(cfg.background),
             "metrics": dict(metrics), "epoch": float(epoch), "step": int(step)}
-
-
-class _Clock:
-    """Wall time across resumes: ``elapsed`` counts the time of earlier runs too."""
-
-    def __init__(self, before: float = 0.0):
-        self.start, self.before = time.perf_counter(), before
-
-    @property
-    def elapsed(self) -> float:
-        return self.before + time.perf_counter() - self.start
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
@@ -389,7 +366,7 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
     history = list(state["history"]) if state else []
     best_value = float(state["best_value"]) if state else math.nan
     sums = list(state["epoch_sums"]) if state else [0.0, 0.0, 0.0, 0.0]  # loss sum, samples, seconds, steps
-    clock = _Clock(float(state["elapsed"]) if state else 0.0)
+    clock = RunClock(float(state["elapsed"]) if state else 0.0)
     metric = cfg.resolved_best_metric()
     higher = METRIC_HIGHER_IS_BETTER[metric]
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
@@ -397,7 +374,7 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
     last_save = time.perf_counter()
 
     def checkpoint() -> None:
-        _atomic_save({"format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        atomic_torch_save({"format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "batch_in_epoch": batch_done, "step": step, "history": history,
                       "best_value": best_value, "epoch_sums": sums, "elapsed": clock.elapsed,
                       "config": config_to_dict(cfg)}, out / CHECKPOINT)
@@ -460,14 +437,14 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 value = metrics[metric]
                 if math.isnan(best_value) or (value > best_value if higher else value < best_value):
                     best_value = value
-                    _atomic_save(_best_payload(model, cfg, train, metrics, record["epoch"], step), out / BEST)
+                    atomic_torch_save(_best_payload(model, cfg, train, metrics, record["epoch"], step), out / BEST)
                 bar.update(task, val=f"val {metric} {value:.4f}")
             if complete:
                 sums = [0.0, 0.0, 0.0, 0.0]
             if ctx.is_main:
                 checkpoint()
                 last_save = time.perf_counter()
-                _atomic_text(json.dumps({"model": cfg.model, "best_metric": metric, "best_value": best_value,
+                atomic_write_text(json.dumps({"model": cfg.model, "best_metric": metric, "best_value": best_value,
                                          "stopped": stopped, "world_size": ctx.world_size, "epochs": history},
                                         indent=2) + "\n", out / HISTORY)
                 plot_history(history, out / PLOT, title=f"{cfg.model} on {data.name}")

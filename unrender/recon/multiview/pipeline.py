@@ -26,6 +26,7 @@ import torch
 from ...errors import InputError
 from ...geometry.dmtet import remove_small_components
 from ...mesh import Mesh
+from ...run_state import RunClock, atomic_torch_save
 from .config import MultiViewConfig, config_from_dict, config_to_dict
 from .passes import Pass1, Pass2, padded_bounds
 from .views import training_views
@@ -63,23 +64,8 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-class _Clock:
-    """Wall time across resumes: ``elapsed`` counts the time of earlier runs too."""
-
-    def __init__(self, elapsed: float = 0.0):
-        self.start, self.before = time.perf_counter(), elapsed
-
-    @property
-    def elapsed(self) -> float:
-        return self.before + time.perf_counter() - self.start
-
-
 def _save_checkpoint(out: Path, state: dict) -> None:
-    path = out / CHECKPOINT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+    atomic_torch_save(state, out / CHECKPOINT)  # a kill mid-write leaves the previous checkpoint intact
 
 
 def _state(stage: str, iteration: int, bounds, trainer, gen, clock, history) -> dict:
@@ -184,7 +170,7 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
     torch.manual_seed(cfg.seed)
     train = read_dataset(data, "train")
     views = training_views(train, cfg.train_resolution, device)
-    clock = _Clock(state["elapsed"] if state else 0.0)
+    clock = RunClock(state["elapsed"] if state else 0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     history = state["history"] if state else {"pass1": [], "pass2": []}
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else float("inf")
