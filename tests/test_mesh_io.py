@@ -147,3 +147,13 @@ def test_missing_and_unsupported(tmp_path):
         load_mesh(obj)
     with pytest.raises(DataError, match="x.fbx"):
         save_mesh(Mesh(torch.zeros(3, 3), torch.tensor([[0, 1, 2]])), tmp_path / "x.fbx")
+
+
+@pytest.mark.parametrize("ext", ["obj", "glb", "ply"])
+def test_empty_mesh_is_refused_clearly_and_writes_nothing(tmp_path, ext):
+    from unrender.errors import InputError
+
+    empty = Mesh(vertices=torch.zeros(0, 3), faces=torch.zeros(0, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="no triangles"):
+        save_mesh(empty, tmp_path / "out" / f"mesh.{ext}")
+    assert not (tmp_path / "out").exists()

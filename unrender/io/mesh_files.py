@@ -120,6 +120,9 @@ def save_mesh(mesh: Mesh, path) -> list[Path]:
         raise InputError(f"mesh must be an unrender.mesh.Mesh; got {type(mesh).__name__}.")
     p = Path(path)
     ext = p.suffix.lower()
+    if mesh.faces.shape[0] == 0 or mesh.vertices.shape[0] == 0:
+        # glTF accessors need at least one element and an empty OBJ opens as nothing: refuse before writing.
+        raise InputError(f"{p}: the mesh has no triangles; nothing was written (check what produced it).")
     p.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".obj":
         return _write_obj(mesh, p)
