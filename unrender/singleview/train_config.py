@@ -195,6 +195,9 @@ def preset(name: str, model: str = "dibr") -> SingleViewConfig:
         cfg.dibr = DIBRConfig(subdivisions=4, hidden_dim=1024)
         cfg.implicit = ImplicitConfig(num_coarse_points=1024, query_points=4096, sdf_samples=200_000,
                                       mesh_resolution=128)
+    elif model == "dibr":
+        # 150 epochs of 3 x 200 objects take ~27 min on 2 cores (50 epochs: CD-L1 0.0237 -> 150: 0.0226).
+        cfg.epochs = 150
     return validate_config(cfg)
 
 
