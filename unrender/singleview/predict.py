@@ -30,7 +30,7 @@ from ..checks import float_tensor
 from ..color import srgb_to_linear
 from ..errors import DataError, InputError
 from ..mesh import Mesh
-from .distributed import pick_device
+from ..distributed import pick_device
 from .train_config import SingleViewConfig, config_from_dict
 from .training import BEST, FORMAT, build_model
 

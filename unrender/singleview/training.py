@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from ..errors import DataError, InputError
 from ..run_state import RunClock, atomic_torch_save, atomic_write_text
 from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_cameras
-from .distributed import (DistributedContext, any_rank, barrier, broadcast_error, init_distributed, shard_sampler,
+from ..distributed import (DistributedContext, any_rank, barrier, broadcast_error, init_distributed, shard_sampler,
                           shutdown, sum_over_ranks, unwrap_model, wrap_model)
 from .history_plot import plot_history
 from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, preset,

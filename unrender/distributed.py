@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from ..errors import InputError
+from .errors import InputError
 
 
 @dataclass
