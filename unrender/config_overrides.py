@@ -19,7 +19,7 @@ import dataclasses
 import json
 import typing
 
-from .errors import InputError
+from .errors import DataError, InputError
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -72,3 +72,35 @@ def apply_overrides(cfg, items):
             raise InputError(f"--set {key}: unknown field {name!r}; known: {known}.")
         setattr(target, name, convert_value(text, hints[name], key))
     return cfg
+
+
+def dataclass_from_dict(cls, d: dict, source: str):
+    """Rebuild the (nested) dataclass ``cls`` from its :func:`dataclasses.asdict` form read back from JSON
+    (lists become tuples where the field is a tuple); unknown fields raise a :class:`DataError` naming ``source``.
+
+    Example:
+        >>> from unrender.singleview.train_config import preset
+        >>> cfg = preset("fast")
+        >>> dataclass_from_dict(type(cfg), json.loads(json.dumps(dataclasses.asdict(cfg))), "x") == cfg
+        True
+    """
+    if not isinstance(d, dict):
+        raise DataError(f"{source} does not hold a config object; start a new run.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise DataError(f"{source} has unknown config fields {sorted(unknown)}; it was written by another version "
+                        f"of unrender -- start a new run.")
+    values = {}
+    for key, value in d.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = dataclass_from_dict(kind, value, source)
+        elif typing.get_origin(kind) is tuple:
+            value = tuple(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise DataError(f"{source} is not a {cls.__name__} ({exc}); start a new run.") from None

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 
 from ..config_overrides import apply_overrides as override_fields
-from ..errors import DataError, InputError
+from ..config_overrides import dataclass_from_dict
+from ..errors import InputError
 
 MODELS = ("dibr", "implicit")
 PRESETS = ("fast", "default", "quality")
@@ -253,24 +253,6 @@ def config_to_dict(cfg: SingleViewConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def _from_dict(cls, d: dict, source: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise DataError(f"{source} has unknown config fields {sorted(unknown)}; it was written by another version "
-                        f"of unrender -- start a new run.")
-    values = {}
-    for key, value in d.items():
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind):
-            value = _from_dict(kind, value, source)
-        elif typing.get_origin(kind) is tuple:
-            value = tuple(value)
-        values[key] = value
-    return cls(**values)
-
-
 def config_from_dict(d: dict, source: str = "the config") -> SingleViewConfig:
     """Inverse of :func:`config_to_dict` (``--resume`` and ``predict``); ``source`` names the file in errors.
 
@@ -278,9 +260,4 @@ def config_from_dict(d: dict, source: str = "the config") -> SingleViewConfig:
         >>> config_from_dict(config_to_dict(preset("fast"))) == preset("fast")
         True
     """
-    if not isinstance(d, dict):
-        raise DataError(f"{source} does not hold a config object; start a new run.")
-    try:
-        return validate_config(_from_dict(SingleViewConfig, d, source))
-    except TypeError as exc:
-        raise DataError(f"{source} is not a single-view config ({exc}); start a new run.") from None
+    return validate_config(dataclass_from_dict(SingleViewConfig, d, source))
