@@ -241,7 +241,7 @@ def broadcast_error(error: Exception | None, ctx: DistributedContext) -> None:
     if error is not None:
         raise error
     if box[0] is not None:
-        from ..errors import DataError
+        from .errors import DataError
 
         kind, message = box[0]
         raise (InputError if kind == "InputError" else DataError)(message)
