@@ -39,8 +39,10 @@ def demo(out: Path = typer.Option(Path("unrender-demo"), help="Folder for the de
 
 @app.command()
 def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout unless --layout)."),
-          kind: str = typer.Option("object", help="What to synthesize: 'object' (one object, many views) or "
-                                                  "'collection' (many objects by category, DVR layout)."),
+          kind: str = typer.Option("object", help="What to synthesize: 'object' (one object, many views), "
+                                                  "'collection' (many objects by category, DVR layout) or "
+                                                  "'duplicates' (one photo of N copies of an object)."),
+          copies: int = typer.Option(8, help="--kind duplicates: number of copies in the photo."),
           categories: int = typer.Option(3, help="--kind collection: number of categories (chair, table, airplane, "
                                                  "lamp, car, sofa)."),
           objects: int = typer.Option(10, help="--kind collection: objects per category."),
@@ -65,8 +67,17 @@ def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic la
             _fail(exc)
         typer.echo(f"wrote {out}")
         return
+    if kind == "duplicates":
+        from .data.duplicates import synthesize_duplicates
+        try:
+            synthesize_duplicates(out, copies=copies, resolution=resolution or 768, seed=seed, family=family,
+                                  force=force)
+        except UnrenderError as exc:
+            _fail(exc)
+        typer.echo(f"wrote {out}")
+        return
     if kind != "object":
-        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object or --kind collection."))
+        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object, collection or duplicates."))
     if layout not in LAYOUTS:
         _fail(UnrenderError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}."))
     try:
@@ -149,7 +160,14 @@ def _register_singleview() -> None:
     app.command("eval-singleview")(eval_singleview)
 
 
+def _register_duplicates() -> None:
+    from .cli_duplicates import register
+
+    register(app)  # `unrender duplicates`
+
+
 _register_singleview()
+_register_duplicates()
 
 
 def main() -> None:  # console-script entry point
