@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--yaw-range", type=float, nargs="+", default=[90.0, 360.0])
     ap.add_argument("--resolution", type=int, default=768)
+    ap.add_argument("--family", default="auto", help="procedural object family; auto = chosen by the seed")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -36,7 +37,7 @@ def main() -> None:
                 rows = []
                 for seed in args.seeds:
                     out = synthesize_duplicates(Path(tmp) / f"s{n}_{yr}_{seed}", copies=n, resolution=args.resolution,
-                                                seed=seed, yaw_range_deg=yr)
+                                                seed=seed, yaw_range_deg=yr, family=args.family)
                     family = __import__("json").loads((out / "gt" / "scene.json").read_text())["family"]
                     data = read_duplicates_input(out / "image.png", out / "instances.png", fov=40)
                     t0 = time.time()
