@@ -85,15 +85,16 @@ def _camera_radius(mesh: Mesh) -> tuple[torch.Tensor, float]:
 
 
 def write_dataset(out: Path, mesh: Mesh, env: torch.Tensor, views: int, resolution: int, seed: int,
-                  extra: dict | None = None) -> None:
-    """Render ``mesh`` under the lat-long ``env[H,W,3]`` into ``out`` (NeRF-synthetic layout + ``gt/``)."""
+                  extra: dict | None = None, splits: dict[str, int] | None = None) -> None:
+    """Render ``mesh`` under the lat-long ``env[H,W,3]`` into ``out`` (NeRF-synthetic layout + ``gt/``);
+    ``splits`` (frames per split) defaults to :func:`split_sizes` of ``views``."""
     light = EnvironmentLight.from_latlong(env, resolution=PROBE_RESOLUTION)
     with torch.no_grad():
         light.build()
     center, radius = _camera_radius(mesh)
     split_frames = {}
     cameras = {}
-    for k, (split, n) in enumerate(split_sizes(views).items()):
+    for k, (split, n) in enumerate((splits or split_sizes(views)).items()):
         c2w = orbit_poses(n, radius, target=center.tolist(), seed=seed * 1000 + k)
         images = render_views(mesh, light, c2w, resolution)
         split_frames[split] = [(f"r_{i}", c2w[i], img) for i, img in enumerate(images)]

@@ -1,0 +1,350 @@
+"""The two stages of many-scene learning, single- or multi-process.
+
+Stage 1, :func:`fit_scenes` (``unrender many fit``): the shared parts (decoder, bases) and the first scenes'
+own parameters are learned together. Every step renders ``scenes_per_step`` scenes of this process, adds
+
+    L = mean |C - C_gt|^2 + lambda_o mean (O - alpha)^2 + lambda_tv sum TV(planes)
+
+(colours over white, ``O`` the opacity) and takes one Adam step on the shared parts and on the scenes
+rendered (scenes not rendered keep their moments untouched: one optimizer per scene). Under ``torchrun``
+the scenes are sharded across ranks (``scenes[rank::world]``, each rank holds only its scenes) and the
+shared gradients are averaged with one all-reduce per step, so the shared parts stay identical everywhere.
+At the end the mean of the fitted scenes' own parameters is kept as the prior new scenes start from.
+
+Stage 2, :func:`add_scenes` (``unrender many add``): each new scene is learned alone with everything shared
+frozen: only its own parameters (``shared``: ``K`` weights + micro planes; ``independent``: its tri-plane)
+train. Scenes are independent, so ranks split them without communicating.
+
+Both stages keep going after a kill: stage 1 resumes from its last checkpoint (``checkpoint_minutes``), stage 2
+skips the scenes already done. ``max_minutes`` stops early with every finished scene's outputs written.
+
+Example:
+    >>> fit_scenes("scenes_root", "run", preset("fast"))       # doctest: +SKIP
+    >>> add_scenes("new_scenes_root", "run")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ...distributed import DistributedContext, any_rank, barrier, broadcast_error, init_distributed, shutdown
+from ...errors import DataError
+from ...geometry.triplane import total_variation
+from ...run_state import RunClock
+from .config import ManyScenesConfig, preset
+from .model import SceneParams, SharedParts, render_rays, scene_planes
+from .outputs import over_white, write_scene_outputs
+from .scenes import TrainRays, find_scenes, read_scene, train_rays
+from .store import RunStore
+
+#: Learning rates decay by cosine from 1x to this fraction over a stage.
+FINAL_LR_FRACTION = 0.1
+
+
+def sample_rays(rays: TrainRays, n: int, foreground_fraction: float, generator: torch.Generator):
+    """``n`` training rays, ``round(n f)`` of them from the mask's pixels: ``(origins, directions, rgba)``,
+    each ``[n, .]``."""
+    n_fg = int(round(n * foreground_fraction)) if rays.foreground.numel() else 0
+    idx = torch.randint(rays.rgba.shape[0], (n - n_fg,), generator=generator)
+    if n_fg:
+        fg = rays.foreground[torch.randint(rays.foreground.numel(), (n_fg,), generator=generator)]
+        idx = torch.cat([idx, fg])
+    return rays.origins[idx], rays.directions[idx], rays.rgba[idx]
+
+
+def scenes_loss(shared: SharedParts, params: list[SceneParams], rays: list[TrainRays], cfg: ManyScenesConfig,
+                generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """The stage loss (module docstring) of one step over ``params``' scenes; also returns the step's PSNR."""
+    batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in rays]
+    o, d, rgba = (torch.stack(t) for t in zip(*batches))
+    boxes = torch.stack([r.box for r in rays])
+    color, opacity = render_rays(scene_planes(shared, params), shared.decoder, o, d, boxes, cfg.render.samples,
+                                 generator=generator, jitter=True)
+    mse = (color - over_white(rgba)).square().mean()
+    loss = mse + cfg.opacity_weight * (opacity - rgba[..., 3:]).square().mean()
+    if cfg.tv_weight > 0:
+        planes = [p.own_planes() for p in params]
+        if shared.bases is not None and shared.bases.requires_grad:
+            planes.append(shared.bases)
+        loss = loss + cfg.tv_weight * sum(total_variation(p) for p in planes)
+    return loss, float(-10 * torch.log10(mse.detach().clamp_min(1e-10)))
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """Learning-rate multiplier: ``f + (1 - f) (1 + cos(pi step / total)) / 2`` with ``f = FINAL_LR_FRACTION``."""
+    return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1)))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def _adam(groups: list[tuple[list, float]]) -> torch.optim.Adam:
+    opt = torch.optim.Adam([{"params": p, "lr": lr, "base_lr": lr} for p, lr in groups if p], betas=(0.9, 0.99))
+    return opt
+
+
+def scene_optimizer(params: SceneParams, lr_planes: float, lr_weights: float) -> torch.optim.Adam:
+    """Adam over one scene's own parameters (planes at ``lr_planes``, basis weights at ``lr_weights``)."""
+    if params.representation == "shared":
+        return _adam([([params.micro], lr_planes), ([params.weights], lr_weights)])
+    return _adam([([params.planes], lr_planes)])
+
+
+def _seeded_scene(cfg: ManyScenesConfig, index: int) -> SceneParams:
+    return SceneParams(cfg, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7919 * (index + 1)))
+
+
+def _progress(total: int, done: int, enabled: bool, title: str):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), disable=not enabled)
+    return bar, bar.add_task(title, total=total, completed=done, info="")
+
+
+def _context(cfg: ManyScenesConfig, ctx: DistributedContext | None) -> tuple[DistributedContext, bool]:
+    if ctx is not None:
+        return ctx, False
+    ctx = init_distributed(cfg.device)
+    threads = cfg.threads or (1 if ctx.distributed else 0)
+    if threads:
+        torch.set_num_threads(threads)
+    return ctx, True
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+def fit_scenes(data, out, cfg: ManyScenesConfig | None = None, *, max_minutes: float = 0.0, resume: bool = False,
+               force: bool = False, progress: bool = True, ctx: DistributedContext | None = None) -> dict:
+    """Stage 1 (module docstring) on every scene under ``data``; writes the run folder ``out``.
+
+    Args:
+        data: scenes root (:func:`unrender.recon.many_scenes.scenes.find_scenes`).
+        out: run folder; must be new (or ``force``), unless ``resume``.
+        cfg: config (default: the ``default`` preset); with ``resume`` the run's own config is used.
+        max_minutes: time budget (0: none); training stops early and every output is still written.
+        resume: continue the run in ``out`` from its last checkpoint.
+        force: clear ``out`` if it holds another run.
+        progress: show a progress bar (rank 0).
+    Returns:
+        the run summary (``RUN/summary.json``).
+    """
+    cfg = cfg or preset("default")
+    ctx, owned = _context(cfg, ctx)
+    try:
+        return _fit(Path(data), RunStore(out), cfg, max_minutes, resume, force, progress, ctx)
+    finally:
+        if owned:
+            shutdown(ctx)
+
+
+def _prepare_run(store: RunStore, cfg: ManyScenesConfig, resume: bool, force: bool, ctx) -> ManyScenesConfig:
+    error = None
+    if ctx.is_main:
+        try:
+            if resume:
+                if not store.shared_path.is_file():
+                    raise DataError(f"{store.root} holds no checkpoint to resume; start it without --resume.")
+            elif store.root.exists() and any(store.root.iterdir()):
+                if not force:
+                    raise DataError(f"{store.root} already holds a run; choose another --out, pass --resume to "
+                                    f"continue it, or --force to overwrite it.")
+                import shutil
+                shutil.rmtree(store.root)
+            if not resume:
+                store.root.mkdir(parents=True, exist_ok=True)
+                store.write_config(cfg)
+        except DataError as exc:
+            error = exc
+    broadcast_error(error, ctx)
+    return store.read_config()
+
+
+def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float, resume: bool, force: bool,
+         progress: bool, ctx: DistributedContext) -> dict:
+    sources = find_scenes(data)
+    cfg = _prepare_run(store, cfg, resume, force, ctx)
+    torch.manual_seed(cfg.seed)
+    shared = SharedParts(cfg)
+    local = list(range(ctx.rank, len(sources), ctx.world_size))
+    scenes = [read_scene(sources[i]) for i in local]
+    rays = [train_rays(s, cfg.render.box_scale) for s in scenes]
+    params = [_seeded_scene(cfg, i) for i in local]
+    f = cfg.fit
+    shared_opt = _adam([([shared.bases] if shared.bases is not None else [], f.lr_planes),
+                        (list(shared.decoder.parameters()), f.lr_decoder)])
+    opts = [scene_optimizer(p, f.lr_planes, f.lr_weights) for p in params]
+    per_rank = math.ceil(len(sources) / ctx.world_size)
+    per_step = min(f.scenes_per_step, per_rank)
+    total = math.ceil(f.steps_per_scene * per_rank / per_step)
+    step, history, clock = 0, [], RunClock()
+    if resume:
+        state = store.load_shared()
+        shared.load_state_dict(state["shared"])
+        shared_opt.load_state_dict(state["optimizer"])
+        step, history, clock = state["step"], state["history"], RunClock(state["seconds"])
+        for name, p, o in zip([s.name for s in scenes], params, opts):
+            saved = store.load_scene(name)
+            p.load_state_dict(saved["params"])
+            o.load_state_dict(saved["optimizer"])
+    gen = torch.Generator().manual_seed(cfg.seed * 31 + ctx.rank + 1000 * step)
+    # A fixed cycle through this rank's scenes (the same after a resume): every scene gets the same steps.
+    order = torch.randperm(len(local), generator=torch.Generator().manual_seed(cfg.seed + ctx.rank)).tolist()
+
+    def checkpoint(done: bool) -> None:
+        for s, p, o in zip(scenes, params, opts):
+            store.save_scene(s.name, {"params": p.state_dict(), "optimizer": o.state_dict(), "stage": "fit",
+                                      "done": done, "steps": step * per_step // max(per_rank, 1)})
+        if ctx.is_main:
+            store.save_shared({"shared": shared.state_dict(), "optimizer": shared_opt.state_dict(), "step": step,
+                               "history": history, "seconds": clock.elapsed, "prior": None,
+                               "fit_scenes": [s.name for s in sources]})
+
+    bar, task = _progress(total, step, progress and ctx.is_main, "fit")
+    last_save, limit = time.perf_counter(), max_minutes * 60
+    with bar:
+        while step < total:
+            chosen = [order[(step * per_step + k) % len(order)] for k in range(per_step)] if order else []
+            factor = cosine_factor(step, total)
+            for opt in [shared_opt] + [opts[c] for c in chosen]:
+                _set_lr(opt, factor)
+                opt.zero_grad(set_to_none=True)
+            loss, step_psnr = (scenes_loss(shared, [params[c] for c in chosen], [rays[c] for c in chosen], cfg, gen)
+                               if chosen else (None, float("nan")))
+            if loss is not None:
+                loss.backward()
+            _average_shared_grads(shared, ctx)
+            shared_opt.step()
+            for c in chosen:
+                opts[c].step()
+            step += 1
+            if step % 25 == 0 or step == total:
+                history.append({"step": step, "psnr": step_psnr, "seconds": clock.elapsed})
+            bar.update(task, advance=1, info=f"psnr {step_psnr:.2f}")
+            if any_rank(limit > 0 and clock.elapsed > limit, ctx):
+                break
+            if any_rank(time.perf_counter() - last_save > cfg.checkpoint_minutes * 60, ctx):
+                checkpoint(done=False)
+                last_save = time.perf_counter()
+    seconds = clock.elapsed
+    prior = _scene_prior(cfg, params, len(sources), ctx)
+    checkpoint(done=True)
+    if ctx.is_main:
+        state = store.load_shared()
+        state["prior"] = prior.state_dict()
+        store.save_shared(state)
+    scene_seconds = seconds / max(len(sources), 1) * ctx.world_size
+    for s, r, p in zip(scenes, rays, params):
+        write_scene_outputs(store, s, r.box, shared, p, cfg, {"stage": "fit", "train_seconds": scene_seconds,
+                                                              "steps": f.steps_per_scene})
+    barrier(ctx)
+    return store.write_summary() if ctx.is_main else {}
+
+
+def _average_shared_grads(shared: SharedParts, ctx: DistributedContext) -> None:
+    """All-reduce (mean) of the shared gradients: one flat buffer, one collective per step."""
+    if not ctx.distributed:
+        return
+    import torch.distributed as dist
+
+    tensors = [p for p in shared.parameters()]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= ctx.world_size
+    offset = 0
+    for p in tensors:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
+def _scene_prior(cfg: ManyScenesConfig, params: list[SceneParams], total: int, ctx) -> SceneParams:
+    """Mean of all fitted scenes' own parameters (summed over ranks): where new scenes start."""
+    prior = SceneParams(cfg)
+    with torch.no_grad():
+        for name, value in prior.named_parameters():
+            local = sum((dict(p.named_parameters())[name].detach() for p in params), torch.zeros_like(value))
+            if ctx.distributed:
+                import torch.distributed as dist
+                dist.all_reduce(local, op=dist.ReduceOp.SUM)
+            value.copy_(local / max(total, 1))
+    return prior
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+def add_scenes(data, run, *, max_minutes: float = 0.0, overrides: ManyScenesConfig | None = None,
+               progress: bool = True, ctx: DistributedContext | None = None) -> dict:
+    """Stage 2 (module docstring): learn every scene under ``data`` that ``run`` does not hold yet.
+
+    Args:
+        data: scenes root.
+        run: a run folder made by :func:`fit_scenes`.
+        max_minutes: time budget; no new scene starts after it (run ``add`` again to continue).
+        overrides: a config to use instead of the run's (only the ``add`` section and the device may differ).
+        progress: show a progress bar (rank 0).
+    Returns:
+        the run summary (``RUN/summary.json``).
+    """
+    store = RunStore(run)
+    cfg = overrides or store.read_config()
+    ctx, owned = _context(cfg, ctx)
+    try:
+        return _add(Path(data), store, cfg, max_minutes, progress, ctx)
+    finally:
+        if owned:
+            shutdown(ctx)
+
+
+def _add(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float, progress: bool,
+         ctx: DistributedContext) -> dict:
+    state = store.load_shared()
+    if state.get("prior") is None:
+        raise DataError(f"{store.shared_path} has no finished stage 1; finish `unrender many fit` (or --resume it) "
+                        f"before adding scenes.")
+    shared = SharedParts(cfg)
+    shared.load_state_dict(state["shared"])
+    shared.requires_grad_(False)
+    sources = [s for s in find_scenes(data) if not store.scene_done(s.name)]
+    local = sources[ctx.rank::ctx.world_size]
+    clock, limit = RunClock(), max_minutes * 60
+    a = cfg.add
+    bar, task = _progress(len(local) * a.iterations, 0, progress and ctx.is_main, "add")
+    with bar:
+        for source in local:
+            if limit > 0 and clock.elapsed > limit:
+                break
+            scene = read_scene(source)
+            rays = train_rays(scene, cfg.render.box_scale)
+            params = SceneParams(cfg)
+            params.load_state_dict(state["prior"])
+            opt = scene_optimizer(params, a.lr_planes, a.lr_weights)
+            gen = torch.Generator().manual_seed(cfg.seed * 31 + hash_name(source.name))
+            start = time.perf_counter()
+            for it in range(a.iterations):
+                _set_lr(opt, cosine_factor(it, a.iterations))
+                opt.zero_grad(set_to_none=True)
+                loss, step_psnr = scenes_loss(shared, [params], [rays], cfg, gen)
+                loss.backward()
+                opt.step()
+                bar.update(task, advance=1, info=f"{source.name} psnr {step_psnr:.2f}")
+            seconds = time.perf_counter() - start
+            store.save_scene(source.name, {"params": params.state_dict(), "stage": "add", "done": True,
+                                           "steps": a.iterations})
+            write_scene_outputs(store, scene, rays.box, shared, params, cfg,
+                                {"stage": "add", "train_seconds": seconds, "steps": a.iterations})
+    barrier(ctx)
+    return store.write_summary() if ctx.is_main else {}
+
+
+def hash_name(name: str) -> int:
+    """A stable (process-independent) small integer from a scene name, for per-scene seeds."""
+    value = 0
+    for ch in name.encode():
+        value = (value * 131 + ch) % 1_000_003
+    return value
