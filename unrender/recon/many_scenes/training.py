@@ -85,8 +85,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 
 
 def _adam(groups: list[tuple[list, float]]) -> torch.optim.Adam:
-    opt = torch.optim.Adam([{"params": p, "lr": lr, "base_lr": lr} for p, lr in groups if p], betas=(0.9, 0.99))
-    return opt
+    return torch.optim.Adam([{"params": p, "lr": lr, "base_lr": lr} for p, lr in groups if p], betas=(0.9, 0.99))
 
 
 def scene_optimizer(params: SceneParams, lr_planes: float, lr_weights: float) -> torch.optim.Adam:
@@ -197,13 +196,14 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     # A fixed cycle through this rank's scenes (the same after a resume): every scene gets the same steps.
     order = torch.randperm(len(local), generator=torch.Generator().manual_seed(cfg.seed + ctx.rank)).tolist()
 
-    def checkpoint(done: bool) -> None:
+    def checkpoint(done: bool, prior: SceneParams | None = None) -> None:
         for s, p, o in zip(scenes, params, opts):
             store.save_scene(s.name, {"params": p.state_dict(), "optimizer": o.state_dict(), "stage": "fit",
                                       "done": done, "steps": step * per_step // max(per_rank, 1)})
         if ctx.is_main:
             store.save_shared({"shared": shared.state_dict(), "optimizer": shared_opt.state_dict(), "step": step,
-                               "history": history, "seconds": clock.elapsed, "prior": None,
+                               "history": history, "seconds": clock.elapsed,
+                               "prior": None if prior is None else prior.state_dict(),
                                "fit_scenes": [s.name for s in sources]})
 
     bar, task = _progress(total, step, progress and ctx.is_main, "fit")
@@ -234,11 +234,7 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
                 last_save = time.perf_counter()
     seconds = clock.elapsed
     prior = _scene_prior(cfg, params, len(sources), ctx)
-    checkpoint(done=True)
-    if ctx.is_main:
-        state = store.load_shared()
-        state["prior"] = prior.state_dict()
-        store.save_shared(state)
+    checkpoint(done=True, prior=prior)
     scene_seconds = seconds / max(len(sources), 1) * ctx.world_size
     for s, r, p in zip(scenes, rays, params):
         write_scene_outputs(store, s, r.box, shared, p, cfg, {"stage": "fit", "train_seconds": scene_seconds,
