@@ -41,15 +41,20 @@ def demo(out: Path = typer.Option(Path("unrender-demo"), help="Folder for the de
 def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic layout unless --layout)."),
           kind: str = typer.Option("object", help="What to synthesize: 'object' (one object, many views), "
                                                   "'collection' (many objects by category, DVR layout) or "
-                                                  "'duplicates' (one photo of N copies of an object)."),
+                                                  "'duplicates' (one photo of N copies of an object) or 'scenes' (N "
+                                                  "NeRF-synthetic scenes, for `unrender many`)."),
           copies: int = typer.Option(8, help="--kind duplicates: number of copies in the photo."),
+          scenes: int = typer.Option(10, help="--kind scenes: number of scenes (one object each, own folder)."),
           categories: int = typer.Option(3, help="--kind collection: number of categories (chair, table, airplane, "
                                                  "lamp, car, sofa)."),
           objects: int = typer.Option(10, help="--kind collection: objects per category."),
           family: str = typer.Option("auto", help=f"Shape family: {', '.join(FAMILIES)}; or 'auto' (picked by the seed)."),
           views: int | None = typer.Option(None, help="Object: training views (val gets views/4, test views/2; "
-                                                      "default 100). Collection: views per object (default 24)."),
-          resolution: int | None = typer.Option(None, help="Image size in pixels (default 256; 64 for a collection)."),
+                                                      "default 100). Collection: views per object (default 24). "
+                                                      "Scenes: training views per scene (test gets views/5; "
+                                                      "default 50)."),
+          resolution: int | None = typer.Option(None, help="Image size in pixels (default 256; 64 for a collection or "
+                                                           "scenes; 768 for duplicates)."),
           seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
           layout: str = typer.Option("blender", help="Dataset layout: blender, blender-ngp, colmap-txt, colmap-bin, "
                                                      "llff, idr or json."),
@@ -76,8 +81,17 @@ def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic la
             _fail(exc)
         typer.echo(f"wrote {out}")
         return
+    if kind == "scenes":
+        from .data.scene_collection import synthesize_scenes
+        try:
+            synthesize_scenes(out, scenes=scenes, views=views or 50, test_views=max(1, (views or 50) // 5),
+                              resolution=resolution or 64, seed=seed, force=force)
+        except UnrenderError as exc:
+            _fail(exc)
+        typer.echo(f"wrote {out}")
+        return
     if kind != "object":
-        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object, collection or duplicates."))
+        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object, collection, duplicates or scenes."))
     if layout not in LAYOUTS:
         _fail(UnrenderError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}."))
     try:
@@ -166,8 +180,15 @@ def _register_duplicates() -> None:
     register(app)  # `unrender duplicates`
 
 
+def _register_many() -> None:
+    from .cli_many import register
+
+    register(app)  # `unrender many fit`, `unrender many add`
+
+
 _register_singleview()
 _register_duplicates()
+_register_many()
 
 
 def main() -> None:  # console-script entry point

@@ -114,6 +114,10 @@ class ManyScenesConfig:
     """Torch CPU threads per process (0: PyTorch's default; torchrun runs set 1 unless given)."""
     checkpoint_minutes: float = 2.0
     """Minutes between stage-1 checkpoints (stage 2 saves every scene when it is done)."""
+    mesh_resolution: int = 0
+    """Grid size of the marching-cubes mesh written as ``RUN/scenes/<name>/mesh.ply`` (0: no mesh)."""
+    mesh_level: float = 10.0
+    """Density (per world unit of length) whose level set is the exported mesh."""
 
 
 def preset(name: str = "default", representation: str = "shared") -> ManyScenesConfig:
@@ -156,7 +160,7 @@ def validate_config(cfg: ManyScenesConfig) -> ManyScenesConfig:
             raise InputError(f"{key} must be >= 1; got {value}.")
     if not 0.0 <= cfg.render.foreground_fraction <= 1.0:
         raise InputError(f"render.foreground_fraction must be in [0, 1]; got {cfg.render.foreground_fraction}.")
-    for key in ("tv_weight", "opacity_weight", "test_views", "threads", "checkpoint_minutes"):
+    for key in ("tv_weight", "opacity_weight", "test_views", "threads", "checkpoint_minutes", "mesh_resolution"):
         if getattr(cfg, key) < 0:
             raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")
     if cfg.device not in ("auto", "cpu", "cuda"):

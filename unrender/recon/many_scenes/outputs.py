@@ -4,7 +4,7 @@
   = accumulated opacity), so it composites like the input frames;
 * ``metrics.json``: PSNR and SSIM of the renders against the test frames, both composited over white (NeRF's
   convention), the scene's own parameter bytes, training time and steps;
-* ``mesh.ply`` (``export_mesh``): marching cubes of the density at ``level`` on a ``resolution^3`` grid of the
+* ``mesh.ply`` (``export_mesh``, when ``cfg.mesh_resolution > 0``): marching cubes of the density at ``level`` on a ``resolution^3`` grid of the
   scene box, with the decoded colour per vertex.
 
 Example:
@@ -38,12 +38,13 @@ def render_views(planes: torch.Tensor, decoder, camera, box: torch.Tensor, cfg: 
     """
     origins, directions = camera.rays()
     shape = origins.shape[:-1]
-    o, d = origins.reshape(-1, 3).float(), directions.reshape(-1, 3).float()
+    o, d = (t.reshape(-1, 3).float().to(planes.device) for t in (origins, directions))
+    box = box.to(planes.device)
     parts = []
     for start in range(0, o.shape[0], cfg.render.chunk):
         sl = slice(start, start + cfg.render.chunk)
         color, opacity = render_rays(planes, decoder, o[None, sl], d[None, sl], box[None], cfg.render.samples)
-        parts.append(torch.cat([color[0], opacity[0]], -1))
+        parts.append(torch.cat([color[0], opacity[0]], -1).cpu())
     return torch.cat(parts).reshape(*shape, 4)
 
 
@@ -73,6 +74,9 @@ def write_scene_outputs(store: RunStore, scene: SceneImages, box: torch.Tensor, 
     metrics = {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean()),
                "test_views": n, "parameter_bytes": params.parameter_bytes(),
                "representation": cfg.representation, **extra}
+    if cfg.mesh_resolution > 0:
+        metrics["mesh"] = export_mesh(store.scene_dir(scene.name) / "mesh.ply", shared, params, box,
+                                      cfg.mesh_resolution, cfg.mesh_level)
     store.write_scene_metrics(scene.name, metrics)
     return metrics
 
@@ -87,17 +91,17 @@ def export_mesh(path, shared: SharedParts, params: SceneParams, box: torch.Tenso
     from ...mesh import Mesh
 
     planes = scene_planes(shared, [params])
-    axis = torch.linspace(-1, 1, resolution)
+    axis = torch.linspace(-1, 1, resolution, device=planes.device)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
     sigma = torch.cat([shared.decoder(sample_triplanes(planes, grid[:, s:s + 65536], UNIT_BOX))[0]
                        for s in range(0, grid.shape[1], 65536)], 1).reshape(resolution, resolution, resolution)
-    field = sigma.numpy()
+    field = sigma.cpu().numpy()
     if not field.min() < level < field.max():
         return False
     verts, faces, _, _ = marching_cubes(field, level=level)
     unit = torch.from_numpy(np.ascontiguousarray(verts)).float() / (resolution - 1) * 2 - 1
-    colors = shared.decoder(sample_triplanes(planes, unit[None], UNIT_BOX))[1][0]
-    world = box[0] + (unit + 1) / 2 * (box[1] - box[0])
+    colors = shared.decoder(sample_triplanes(planes, unit[None].to(planes.device), UNIT_BOX))[1][0].cpu()
+    world = box[0].cpu() + (unit + 1) / 2 * (box[1] - box[0]).cpu()
     # marching_cubes orients faces for increasing values; density grows inwards, so flip to face outwards.
     save_mesh(Mesh(world, torch.from_numpy(faces[:, ::-1].copy()).long(), vertex_colors=colors), path)
     return True

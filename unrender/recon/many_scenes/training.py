@@ -60,8 +60,9 @@ def scenes_loss(shared: SharedParts, params: list[SceneParams], rays: list[Train
                 generator: torch.Generator) -> tuple[torch.Tensor, float]:
     """The stage loss (module docstring) of one step over ``params``' scenes; also returns the step's PSNR."""
     batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in rays]
-    o, d, rgba = (torch.stack(t) for t in zip(*batches))
-    boxes = torch.stack([r.box for r in rays])
+    device = shared.decoder.net[0].weight.device       # rays stay on the CPU; each step's batch moves
+    o, d, rgba = (torch.stack(t).to(device) for t in zip(*batches))
+    boxes = torch.stack([r.box for r in rays]).to(device)
     color, opacity = render_rays(scene_planes(shared, params), shared.decoder, o, d, boxes, cfg.render.samples,
                                  generator=generator, jitter=True)
     mse = (color - over_white(rgba)).square().mean()
@@ -170,11 +171,11 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     sources = find_scenes(data)
     cfg = _prepare_run(store, cfg, resume, force, ctx)
     torch.manual_seed(cfg.seed)
-    shared = SharedParts(cfg)
+    shared = SharedParts(cfg).to(ctx.device)
     local = list(range(ctx.rank, len(sources), ctx.world_size))
     scenes = [read_scene(sources[i]) for i in local]
     rays = [train_rays(s, cfg.render.box_scale) for s in scenes]
-    params = [_seeded_scene(cfg, i) for i in local]
+    params = [_seeded_scene(cfg, i).to(ctx.device) for i in local]
     f = cfg.fit
     shared_opt = _adam([([shared.bases] if shared.bases is not None else [], f.lr_planes),
                         (list(shared.decoder.parameters()), f.lr_decoder)])
@@ -183,23 +184,26 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     per_step = min(f.scenes_per_step, per_rank)
     total = math.ceil(f.steps_per_scene * per_rank / per_step)
     step, history, clock = 0, [], RunClock()
+    counts = [0] * len(local)          # steps each local scene took part in (saved with it)
     if resume:
         state = store.load_shared()
         shared.load_state_dict(state["shared"])
         shared_opt.load_state_dict(state["optimizer"])
         step, history, clock = state["step"], state["history"], RunClock(state["seconds"])
-        for name, p, o in zip([s.name for s in scenes], params, opts):
+        for k, (name, p, o) in enumerate(zip([s.name for s in scenes], params, opts)):
             saved = store.load_scene(name)
             p.load_state_dict(saved["params"])
             o.load_state_dict(saved["optimizer"])
-    gen = torch.Generator().manual_seed(cfg.seed * 31 + ctx.rank + 1000 * step)
+            counts[k] = saved["steps"]
+    gen = torch.Generator()
     # A fixed cycle through this rank's scenes (the same after a resume): every scene gets the same steps.
     order = torch.randperm(len(local), generator=torch.Generator().manual_seed(cfg.seed + ctx.rank)).tolist()
 
     def checkpoint(done: bool, prior: SceneParams | None = None) -> None:
-        for s, p, o in zip(scenes, params, opts):
+        digest = shared_digest(shared)
+        for s, p, o, n in zip(scenes, params, opts, counts):
             store.save_scene(s.name, {"params": p.state_dict(), "optimizer": o.state_dict(), "stage": "fit",
-                                      "done": done, "steps": step * per_step // max(per_rank, 1)})
+                                      "done": done, "steps": n, "rank": ctx.rank, "shared_digest": digest})
         if ctx.is_main:
             store.save_shared({"shared": shared.state_dict(), "optimizer": shared_opt.state_dict(), "step": step,
                                "history": history, "seconds": clock.elapsed,
@@ -212,6 +216,8 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
         while step < total:
             chosen = [order[(step * per_step + k) % len(order)] for k in range(per_step)] if order else []
             factor = cosine_factor(step, total)
+            # Seeded by (seed, rank, step): a resumed run draws the same rays as one never stopped.
+            gen.manual_seed((cfg.seed * 1_000_003 + ctx.rank) * 10_000_019 + step)
             for opt in [shared_opt] + [opts[c] for c in chosen]:
                 _set_lr(opt, factor)
                 opt.zero_grad(set_to_none=True)
@@ -223,6 +229,7 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
             shared_opt.step()
             for c in chosen:
                 opts[c].step()
+                counts[c] += 1
             step += 1
             if step % 25 == 0 or step == total:
                 history.append({"step": step, "psnr": step_psnr, "seconds": clock.elapsed})
@@ -236,11 +243,22 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     prior = _scene_prior(cfg, params, len(sources), ctx)
     checkpoint(done=True, prior=prior)
     scene_seconds = seconds / max(len(sources), 1) * ctx.world_size
-    for s, r, p in zip(scenes, rays, params):
+    for s, r, p, n in zip(scenes, rays, params, counts):
         write_scene_outputs(store, s, r.box, shared, p, cfg, {"stage": "fit", "train_seconds": scene_seconds,
-                                                              "steps": f.steps_per_scene})
+                                                              "steps": n, "rank": ctx.rank})
     barrier(ctx)
     return store.write_summary() if ctx.is_main else {}
+
+
+def shared_digest(shared: SharedParts) -> str:
+    """SHA-256 of the shared parameters' bytes: every scene file records the shared parts it was trained with."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in sorted(shared.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _average_shared_grads(shared: SharedParts, ctx: DistributedContext) -> None:
@@ -262,7 +280,7 @@ def _average_shared_grads(shared: SharedParts, ctx: DistributedContext) -> None:
 
 def _scene_prior(cfg: ManyScenesConfig, params: list[SceneParams], total: int, ctx) -> SceneParams:
     """Mean of all fitted scenes' own parameters (summed over ranks): where new scenes start."""
-    prior = SceneParams(cfg)
+    prior = SceneParams(cfg).to(ctx.device)
     with torch.no_grad():
         for name, value in prior.named_parameters():
             local = sum((dict(p.named_parameters())[name].detach() for p in params), torch.zeros_like(value))
@@ -288,7 +306,10 @@ def add_scenes(data, run, *, max_minutes: float = 0.0, overrides: ManyScenesConf
         the run summary (``RUN/summary.json``).
     """
     store = RunStore(run)
-    cfg = overrides or store.read_config()
+    cfg = store.read_config()
+    if overrides is not None:
+        _check_same_shared_parts(cfg, overrides, store)
+        cfg = overrides
     ctx, owned = _context(cfg, ctx)
     try:
         return _add(Path(data), store, cfg, max_minutes, progress, ctx)
@@ -297,15 +318,26 @@ def add_scenes(data, run, *, max_minutes: float = 0.0, overrides: ManyScenesConf
             shutdown(ctx)
 
 
+def _check_same_shared_parts(run_cfg: ManyScenesConfig, cfg: ManyScenesConfig, store: RunStore) -> None:
+    """New scenes must be built like the run's: same representation, tri-plane sizes and scene boxes."""
+    for key in ("representation", "triplane", "seed"):
+        if getattr(cfg, key) != getattr(run_cfg, key):
+            raise DataError(f"{key} differs from the run's ({store.config_path}); new scenes must use the shared "
+                            f"parts as they were fitted: drop that override.")
+    if cfg.render.box_scale != run_cfg.render.box_scale:
+        raise DataError(f"render.box_scale differs from the run's ({store.config_path}); drop that override.")
+
+
 def _add(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float, progress: bool,
          ctx: DistributedContext) -> dict:
     state = store.load_shared()
     if state.get("prior") is None:
         raise DataError(f"{store.shared_path} has no finished stage 1; finish `unrender many fit` (or --resume it) "
                         f"before adding scenes.")
-    shared = SharedParts(cfg)
+    shared = SharedParts(cfg).to(ctx.device)
     shared.load_state_dict(state["shared"])
     shared.requires_grad_(False)
+    digest = shared_digest(shared)
     sources = [s for s in find_scenes(data) if not store.scene_done(s.name)]
     local = sources[ctx.rank::ctx.world_size]
     clock, limit = RunClock(), max_minutes * 60
@@ -317,7 +349,7 @@ def _add(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
                 break
             scene = read_scene(source)
             rays = train_rays(scene, cfg.render.box_scale)
-            params = SceneParams(cfg)
+            params = SceneParams(cfg).to(ctx.device)
             params.load_state_dict(state["prior"])
             opt = scene_optimizer(params, a.lr_planes, a.lr_weights)
             gen = torch.Generator().manual_seed(cfg.seed * 31 + hash_name(source.name))
@@ -331,7 +363,7 @@ def _add(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
                 bar.update(task, advance=1, info=f"{source.name} psnr {step_psnr:.2f}")
             seconds = time.perf_counter() - start
             store.save_scene(source.name, {"params": params.state_dict(), "stage": "add", "done": True,
-                                           "steps": a.iterations})
+                                           "steps": a.iterations, "rank": ctx.rank, "shared_digest": digest})
             write_scene_outputs(store, scene, rays.box, shared, params, cfg,
                                 {"stage": "add", "train_seconds": seconds, "steps": a.iterations})
     barrier(ctx)
