@@ -141,3 +141,19 @@ def test_find_scenes_and_run_store_name_the_problem(tmp_path):
     store.scene_path("a").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):
         store.scene_done("a")
+
+
+def test_latent_camera_rays_pass_through_block_centres_and_bad_factors_are_refused():
+    from unrender.recon.many_scenes.latent import LatentAutoencoder, latent_camera
+
+    cam = Camera.from_fov(50.0, 32, 24, orbit_poses(2, 3.0, seed=1))
+    low = latent_camera(cam, 4)
+    assert (low.width, low.height) == (8, 6)
+    o_low, d_low = low.rays()
+    # latent pixel (x=2, y=1) covers full-res pixels 8..11 x 4..7; its centre is (10, 6) from the corner
+    _, d_full = cam.rays(torch.tensor([[[10.0, 6.0]], [[10.0, 6.0]]]))
+    assert torch.allclose(d_low[:, 1, 2], d_full[:, 0], atol=1e-6)
+    with pytest.raises(InputError, match="latent.factor"):
+        latent_camera(Camera.from_fov(50.0, 30, 30, orbit_poses(1, 3.0)), 4)
+    with pytest.raises(InputError, match="power of two"):
+        LatentAutoencoder(factor=3)

@@ -31,6 +31,7 @@ from torch import nn
 from ...geometry.triplane import sample_triplanes
 from ...render.volume import alpha_from_density, composite, ray_box_intersection, stratified_edges
 from .config import ManyScenesConfig
+from .latent import LatentAutoencoder
 
 #: The tri-planes are sampled in the scene box mapped to [-1, 1]^3.
 UNIT_BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -53,18 +54,23 @@ class _TruncExp(torch.autograd.Function):
 
 
 class TriPlaneDecoder(nn.Module):
-    """Shared MLP: feature ``[..., C]`` -> (density ``[..., 1]`` >= 0, colour ``[..., 3]`` in (0, 1))."""
+    """Shared MLP: feature ``[..., C]`` -> (density ``[..., 1]`` >= 0, colour ``[..., 3]`` in (0, 1)), or with
+    ``latent_channels`` a latent ``[..., L]`` in (-1, 1) instead of the colour."""
 
-    def __init__(self, channels: int, hidden: int):
+    def __init__(self, channels: int, hidden: int, latent_channels: int = 0):
         super().__init__()
+        self.latent = latent_channels > 0
+        out = 1 + (latent_channels if self.latent else 3)
         self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 4))
+                                 nn.Linear(hidden, out))
         with torch.no_grad():   # start near-transparent: sigma = exp(-1)
-            self.net[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0, 0.0]))
+            self.net[-1].bias.zero_()
+            self.net[-1].bias[0] = -1.0
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(features)
-        return _TruncExp.apply(out[..., :1].clamp(max=30.0)), torch.sigmoid(out[..., 1:])
+        value = torch.tanh(out[..., 1:]) if self.latent else torch.sigmoid(out[..., 1:])
+        return _TruncExp.apply(out[..., :1].clamp(max=30.0)), value
 
 
 def plane_channels(cfg: ManyScenesConfig) -> int:
@@ -72,19 +78,38 @@ def plane_channels(cfg: ManyScenesConfig) -> int:
     return cfg.triplane.micro_channels + cfg.triplane.macro_channels
 
 
+def uses_bases(representation: str) -> bool:
+    """``shared`` and ``latent`` scenes are micro planes + weighted shared bases; ``independent`` ones are not."""
+    return representation in ("shared", "latent")
+
+
 class SharedParts(nn.Module):
-    """What all scenes share: the decoder and, for ``shared``, the base planes ``[K,3,Cb,R,R]``."""
+    """What all scenes share: the decoder; for ``shared``/``latent`` the base planes ``[K,3,Cb,R,R]``; for
+    ``latent`` the autoencoder (:mod:`unrender.recon.many_scenes.latent`)."""
 
     def __init__(self, cfg: ManyScenesConfig):
         super().__init__()
         t = cfg.triplane
         self.representation = cfg.representation
-        self.decoder = TriPlaneDecoder(plane_channels(cfg), t.hidden)
-        if cfg.representation == "shared":
+        latent = cfg.representation == "latent"
+        self.decoder = TriPlaneDecoder(plane_channels(cfg), t.hidden, cfg.latent.channels if latent else 0)
+        if uses_bases(cfg.representation):
             self.bases = nn.Parameter(torch.randn(t.bases, 3, t.macro_channels, t.resolution, t.resolution)
                                       * PLANE_INIT_STD)
         else:
             self.register_parameter("bases", None)
+        self.autoencoder = (LatentAutoencoder(cfg.latent.channels, cfg.latent.factor, cfg.latent.width)
+                            if latent else None)
+
+    def trainable(self) -> list[nn.Parameter]:
+        """What stage 1 optimises together with the scenes (the autoencoder is trained before, then frozen)."""
+        return list(self.decoder.parameters()) + ([self.bases] if self.bases is not None else [])
+
+    def background(self) -> torch.Tensor:
+        """What empty space composites over: white, or the latent of a white image."""
+        if self.autoencoder is not None:
+            return self.autoencoder.white_latent
+        return torch.ones(3, device=self.decoder.net[0].weight.device)
 
 
 class SceneParams(nn.Module):
@@ -95,7 +120,7 @@ class SceneParams(nn.Module):
         super().__init__()
         t = cfg.triplane
         self.representation = cfg.representation
-        if cfg.representation == "shared":
+        if uses_bases(cfg.representation):
             self.weights = nn.Parameter(torch.randn(t.bases, generator=generator) / t.bases ** 0.5)
             self.micro = nn.Parameter(torch.randn(3, t.micro_channels, t.resolution, t.resolution,
                                                   generator=generator) * PLANE_INIT_STD)
@@ -105,7 +130,7 @@ class SceneParams(nn.Module):
 
     def own_planes(self) -> torch.Tensor:
         """The planes this scene owns (micro or independent), for the TV regulariser."""
-        return self.micro if self.representation == "shared" else self.planes
+        return self.planes if self.representation == "independent" else self.micro
 
     def parameter_bytes(self) -> int:
         """Bytes of this scene's own parameters (what it adds to a run's storage)."""
@@ -114,7 +139,7 @@ class SceneParams(nn.Module):
 
 def scene_planes(shared: SharedParts, scenes: list[SceneParams]) -> torch.Tensor:
     """Tri-planes ``[S,3,C,R,R]`` of ``scenes`` (module docstring: ``[M_s ; sum_k w_sk B_k]`` or ``T_s``)."""
-    if shared.representation == "independent":
+    if not uses_bases(shared.representation):
         return torch.stack([s.planes for s in scenes])
     weights = torch.stack([s.weights for s in scenes])                       # [S,K]
     macro = torch.einsum("sk,kpcij->spcij", weights, shared.bases)
@@ -122,8 +147,9 @@ def scene_planes(shared: SharedParts, scenes: list[SceneParams]) -> torch.Tensor
 
 
 def render_rays(planes: torch.Tensor, decoder: TriPlaneDecoder, origins: torch.Tensor, directions: torch.Tensor,
-                boxes: torch.Tensor, samples: int, generator: torch.Generator | None = None, jitter: bool = False):
-    """Volume-render rays of ``S`` scenes through their tri-planes, over a white background.
+                boxes: torch.Tensor, samples: int, generator: torch.Generator | None = None, jitter: bool = False,
+                background: torch.Tensor | None = None):
+    """Volume-render rays of ``S`` scenes through their tri-planes, over a background (default white).
 
     Samples are stratified between where each ray enters and leaves its scene's box; density and colour
     come from the decoder, ``alpha_i = 1 - exp(-sigma_i delta_i)`` and front-to-back compositing.
@@ -135,8 +161,9 @@ def render_rays(planes: torch.Tensor, decoder: TriPlaneDecoder, origins: torch.T
         boxes: ``[S,2,3]`` scene boxes.
         samples: samples per ray.
         generator, jitter: jittered stratified sampling (training) or interval midpoints.
+        background: ``[3]`` (or ``[L]`` for a latent decoder) value behind the scene; default white.
     Returns:
-        ``(color [S,B,3], opacity [S,B,1])``.
+        ``(color [S,B,3] (or latent [S,B,L]), opacity [S,B,1])``.
     """
     s, b, _ = origins.shape
     lo, hi = boxes[:, None, 0], boxes[:, None, 1]                                  # [S,1,3]
@@ -149,6 +176,7 @@ def render_rays(planes: torch.Tensor, decoder: TriPlaneDecoder, origins: torch.T
     feats = sample_triplanes(planes, points.reshape(s, -1, 3), UNIT_BOX.to(origins))
     sigma, rgb = decoder(feats)
     alpha = alpha_from_density(sigma.reshape(s * b, samples), edges.diff(dim=-1))
-    out = composite(alpha, rgb.reshape(s * b, samples, 3), edges,
-                    background=torch.ones(3, dtype=origins.dtype, device=origins.device))
-    return out.color.reshape(s, b, 3), out.opacity.reshape(s, b, 1)
+    if background is None:
+        background = torch.ones(rgb.shape[-1], dtype=origins.dtype, device=origins.device)
+    out = composite(alpha, rgb.reshape(s * b, samples, -1), edges, background=background)
+    return out.color.reshape(s, b, -1), out.opacity.reshape(s, b, 1)

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ...color import srgb_to_linear
 from ...geometry.triplane import sample_triplanes
 from ...io.images import write_png
 from ...metrics.image import psnr, ssim
 from .config import ManyScenesConfig
+from .latent import latent_camera
 from .model import UNIT_BOX, SceneParams, SharedParts, render_rays, scene_planes
 from .scenes import SceneImages
 from .store import RunStore
 
 
 @torch.no_grad()
-def render_views(planes: torch.Tensor, decoder, camera, box: torch.Tensor, cfg: ManyScenesConfig) -> torch.Tensor:
-    """Render whole images of one scene.
+def render_views(planes: torch.Tensor, shared: SharedParts, camera, box: torch.Tensor,
+                 cfg: ManyScenesConfig) -> torch.Tensor:
+    """Render whole images of one scene (latent mode: latent images at ``1/f`` the size, then decoded).
 
     Args:
         planes: ``[1,3,C,R,R]`` the scene's tri-plane.
@@ -36,16 +40,25 @@ def render_views(planes: torch.Tensor, decoder, camera, box: torch.Tensor, cfg: 
     Returns:
         ``[T,H,W,4]``: colour over white in ``[..., :3]`` and opacity in ``[..., 3:]``.
     """
-    origins, directions = camera.rays()
+    ae = shared.autoencoder
+    low = camera if ae is None else latent_camera(camera, ae.factor)
+    origins, directions = low.rays()
     shape = origins.shape[:-1]
     o, d = (t.reshape(-1, 3).float().to(planes.device) for t in (origins, directions))
     box = box.to(planes.device)
     parts = []
     for start in range(0, o.shape[0], cfg.render.chunk):
         sl = slice(start, start + cfg.render.chunk)
-        color, opacity = render_rays(planes, decoder, o[None, sl], d[None, sl], box[None], cfg.render.samples)
-        parts.append(torch.cat([color[0], opacity[0]], -1).cpu())
-    return torch.cat(parts).reshape(*shape, 4)
+        value, opacity = render_rays(planes, shared.decoder, o[None, sl], d[None, sl], box[None], cfg.render.samples,
+                                     background=shared.background())
+        parts.append(torch.cat([value[0], opacity[0]], -1))
+    out = torch.cat(parts).reshape(*shape, -1)
+    if ae is None:
+        return out.cpu()
+    latent, opacity = out[..., :-1].permute(0, 3, 1, 2), out[..., -1:].permute(0, 3, 1, 2)
+    rgb = ae.decode(latent).clamp(0, 1)
+    opacity = F.interpolate(opacity, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([rgb, opacity], 1).permute(0, 2, 3, 1).cpu()
 
 
 def over_white(rgba: torch.Tensor) -> torch.Tensor:
@@ -61,7 +74,7 @@ def write_scene_outputs(store: RunStore, scene: SceneImages, box: torch.Tensor, 
     """
     n = len(scene.test_names) if cfg.test_views == 0 else min(cfg.test_views, len(scene.test_names))
     planes = scene_planes(shared, [params]).detach()
-    rendered = render_views(planes, shared.decoder, scene.test_camera[torch.arange(n)], box, cfg)
+    rendered = render_views(planes, shared, scene.test_camera[torch.arange(n)], box, cfg)
     # The render's colour is over white; its straight colour is (c - (1 - a)) / a where a > 0.
     alpha = rendered[..., 3:].clamp(0, 1)
     straight = ((rendered[..., :3] - (1 - alpha)) / alpha.clamp_min(1e-4)).clamp(0, 1)
@@ -100,7 +113,10 @@ def export_mesh(path, shared: SharedParts, params: SceneParams, box: torch.Tenso
         return False
     verts, faces, _, _ = marching_cubes(field, level=level)
     unit = torch.from_numpy(np.ascontiguousarray(verts)).float() / (resolution - 1) * 2 - 1
-    colors = shared.decoder(sample_triplanes(planes, unit[None].to(planes.device), UNIT_BOX))[1][0].cpu()
+    colors = None                       # a latent scene's field holds latents, not colours: a plain mesh
+    if shared.autoencoder is None:
+        srgb = shared.decoder(sample_triplanes(planes, unit[None].to(planes.device), UNIT_BOX))[1][0].cpu()
+        colors = srgb_to_linear(srgb)   # the field learned display (sRGB) colour; meshes store linear
     world = box[0].cpu() + (unit + 1) / 2 * (box[1] - box[0]).cpu()
     # marching_cubes orients faces for increasing values; density grows inwards, so flip to face outwards.
     save_mesh(Mesh(world, torch.from_numpy(faces[:, ::-1].copy()).long(), vertex_colors=colors), path)

@@ -38,7 +38,9 @@ from ...run_state import RunClock
 from .config import ManyScenesConfig, preset
 from .model import SceneParams, SharedParts, render_rays, scene_planes
 from .outputs import over_white, write_scene_outputs
-from .scenes import TrainRays, find_scenes, read_scene, train_rays
+from .latent import LatentViews, latent_views, train_autoencoder
+from .latent import latent_loss
+from .scenes import SceneImages, TrainRays, find_scenes, read_scene, train_rays
 from .store import RunStore
 
 #: Learning rates decay by cosine from 1x to this fraction over a stage.
@@ -56,17 +58,36 @@ def sample_rays(rays: TrainRays, n: int, foreground_fraction: float, generator: 
     return rays.origins[idx], rays.directions[idx], rays.rgba[idx]
 
 
-def scenes_loss(shared: SharedParts, params: list[SceneParams], rays: list[TrainRays], cfg: ManyScenesConfig,
-                generator: torch.Generator) -> tuple[torch.Tensor, float]:
-    """The stage loss (module docstring) of one step over ``params``' scenes; also returns the step's PSNR."""
-    batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in rays]
-    device = shared.decoder.net[0].weight.device       # rays stay on the CPU; each step's batch moves
-    o, d, rgba = (torch.stack(t).to(device) for t in zip(*batches))
-    boxes = torch.stack([r.box for r in rays]).to(device)
-    color, opacity = render_rays(scene_planes(shared, params), shared.decoder, o, d, boxes, cfg.render.samples,
-                                 generator=generator, jitter=True)
-    mse = (color - over_white(rgba)).square().mean()
-    loss = mse + cfg.opacity_weight * (opacity - rgba[..., 3:]).square().mean()
+def scene_data(scene: SceneImages, shared: SharedParts, cfg: ManyScenesConfig) -> TrainRays | LatentViews:
+    """What a scene trains on: all its pixels as rays, or (latent mode) its views as latent targets."""
+    rays = train_rays(scene, cfg.render.box_scale)
+    if shared.autoencoder is None:
+        return rays
+    return latent_views(scene.train_rgba, scene.train_camera, rays.box, shared.autoencoder)
+
+
+def scenes_loss(shared: SharedParts, params: list[SceneParams], data: list[TrainRays | LatentViews],
+                cfg: ManyScenesConfig, generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """The stage loss (module docstring) of one step over ``params``' scenes; also returns the step's PSNR.
+
+    ``data`` holds each scene's :func:`scene_data` (kept on the CPU; each step's batch moves to the device).
+    """
+    planes = scene_planes(shared, params)
+    if shared.autoencoder is not None:
+        def render(o, d, boxes):
+            return render_rays(planes, shared.decoder, o, d, boxes, cfg.render.samples, generator=generator,
+                               jitter=True, background=shared.background())
+        loss, mse = latent_loss(render, shared.autoencoder, data, cfg.latent.views_per_step,
+                                cfg.latent.latent_weight, cfg.opacity_weight, generator)
+    else:
+        batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in data]
+        device = planes.device
+        o, d, rgba = (torch.stack(t).to(device) for t in zip(*batches))
+        boxes = torch.stack([r.box for r in data]).to(device)
+        color, opacity = render_rays(planes, shared.decoder, o, d, boxes, cfg.render.samples, generator=generator,
+                                     jitter=True)
+        mse = (color - over_white(rgba)).square().mean()
+        loss = mse + cfg.opacity_weight * (opacity - rgba[..., 3:]).square().mean()
     if cfg.tv_weight > 0:
         planes = [p.own_planes() for p in params]
         if shared.bases is not None and shared.bases.requires_grad:
@@ -91,7 +112,7 @@ def _adam(groups: list[tuple[list, float]]) -> torch.optim.Adam:
 
 def scene_optimizer(params: SceneParams, lr_planes: float, lr_weights: float) -> torch.optim.Adam:
     """Adam over one scene's own parameters (planes at ``lr_planes``, basis weights at ``lr_weights``)."""
-    if params.representation == "shared":
+    if params.representation != "independent":
         return _adam([([params.micro], lr_planes), ([params.weights], lr_weights)])
     return _adam([([params.planes], lr_planes)])
 
@@ -174,7 +195,6 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     shared = SharedParts(cfg).to(ctx.device)
     local = list(range(ctx.rank, len(sources), ctx.world_size))
     scenes = [read_scene(sources[i]) for i in local]
-    rays = [train_rays(s, cfg.render.box_scale) for s in scenes]
     params = [_seeded_scene(cfg, i).to(ctx.device) for i in local]
     f = cfg.fit
     shared_opt = _adam([([shared.bases] if shared.bases is not None else [], f.lr_planes),
@@ -195,6 +215,11 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
             p.load_state_dict(saved["params"])
             o.load_state_dict(saved["optimizer"])
             counts[k] = saved["steps"]
+    elif shared.autoencoder is not None:
+        _fit_autoencoder(shared, scenes, cfg, ctx, history)
+    if shared.autoencoder is not None:
+        shared.autoencoder.requires_grad_(False)
+    rays = [scene_data(s, shared, cfg) for s in scenes]
     gen = torch.Generator()
     # A fixed cycle through this rank's scenes (the same after a resume): every scene gets the same steps.
     order = torch.randperm(len(local), generator=torch.Generator().manual_seed(cfg.seed + ctx.rank)).tolist()
@@ -250,6 +275,17 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     return store.write_summary() if ctx.is_main else {}
 
 
+def _fit_autoencoder(shared: SharedParts, scenes: list[SceneImages], cfg: ManyScenesConfig, ctx, history) -> None:
+    """Latent mode: train the autoencoder on this rank's training images (gradients averaged over ranks), then
+    freeze it."""
+    images = torch.cat([over_white(s.train_rgba).permute(0, 3, 1, 2) for s in scenes])
+    gen = torch.Generator().manual_seed(cfg.seed * 7 + ctx.rank)
+    lat = cfg.latent
+    psnr_ae = train_autoencoder(shared.autoencoder, images, lat.autoencoder_steps, lat.autoencoder_lr,
+                                lat.autoencoder_batch, gen, average_grads=lambda ps: _average_grads(ps, ctx))
+    history.append({"step": 0, "autoencoder_psnr": psnr_ae})
+
+
 def shared_digest(shared: SharedParts) -> str:
     """SHA-256 of the shared parameters' bytes: every scene file records the shared parts it was trained with."""
     import hashlib
@@ -263,11 +299,14 @@ def shared_digest(shared: SharedParts) -> str:
 
 def _average_shared_grads(shared: SharedParts, ctx: DistributedContext) -> None:
     """All-reduce (mean) of the shared gradients: one flat buffer, one collective per step."""
+    _average_grads(shared.trainable(), ctx)
+
+
+def _average_grads(tensors: list[torch.Tensor], ctx: DistributedContext) -> None:
     if not ctx.distributed:
         return
     import torch.distributed as dist
 
-    tensors = [p for p in shared.parameters()]
     flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in tensors])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= ctx.world_size
@@ -348,7 +387,7 @@ def _add(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
             if limit > 0 and clock.elapsed > limit:
                 break
             scene = read_scene(source)
-            rays = train_rays(scene, cfg.render.box_scale)
+            rays = scene_data(scene, shared, cfg)
             params = SceneParams(cfg).to(ctx.device)
             params.load_state_dict(state["prior"])
             opt = scene_optimizer(params, a.lr_planes, a.lr_weights)
