@@ -136,11 +136,15 @@ def main() -> None:
               f"{r['wall_s_all']:.1f} |")
     by = {(r["representation"], r["scenes"], r["processes"]): r for r in results}
     for n in args.scenes:
-        s, i = by.get(("shared", n, 1)), by.get(("independent", n, 1))
-        if s and i:
-            print(f"N={n}: time ratio independent/shared {i['train_s_per_scene'] / s['train_s_per_scene']:.2f}x, "
-                  f"parameter ratio {i['parameter_bytes'] / s['parameter_bytes']:.2f}x, "
-                  f"PSNR shared - independent {s['psnr'] - i['psnr']:+.2f} dB")
+        i = by.get(("independent", n, 1))
+        for rep in ("shared", "latent"):
+            s = by.get((rep, n, 1))
+            if s and i:
+                print(f"N={n} {rep}: time ratio independent/{rep} "
+                      f"{i['train_s_per_scene'] / s['train_s_per_scene']:.2f}x, parameter ratio "
+                      f"{i['parameter_bytes'] / s['parameter_bytes']:.2f}x, peak RSS ratio "
+                      f"{i['peak_rss_mb'] / s['peak_rss_mb']:.2f}x, PSNR {rep} - independent "
+                      f"{s['psnr'] - i['psnr']:+.2f} dB")
         for rep in args.representations:
             one, two = by.get((rep, n, 1)), by.get((rep, n, 2))
             if one and two:

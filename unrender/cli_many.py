@@ -59,8 +59,10 @@ def many_fit(data: Path = typer.Argument(..., help="Scenes root: folders of NeRF
                                                    "--kind scenes`) or a DVR collection (`--kind collection`)."),
              out: Path = typer.Option(..., "--out", help="Run folder: config.json, shared.pt, scenes/<name>/, "
                                                          "summary.json."),
-             representation: str = typer.Option("shared", help="shared (Fused-Planes bases) or independent "
-                                                               "(one full tri-plane per scene, the baseline)."),
+             representation: str = typer.Option("shared", help="shared (Fused-Planes bases), latent (the same, "
+                                                               "rendered in a latent space and decoded, IG-AE) or "
+                                                               "independent (one full tri-plane per scene, the "
+                                                               "baseline)."),
              preset: str = typer.Option("default", help="Preset: fast or default (ignored with --resume)."),
              set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
              max_minutes: float = typer.Option(0.0, help="Time budget in minutes (0: none); training stops early "

@@ -1,6 +1,6 @@
 """Configuration of many-scene learning (``unrender many fit|add``): typed dataclasses, presets, overrides.
 
-    cfg = preset("default", representation="shared")      # or "fast"; representation shared|independent
+    cfg = preset("default", representation="shared")      # or "fast"; representation shared|latent|independent
     cfg = apply_overrides(cfg, ["add.iterations=300", "triplane.bases=32"])
 
 The full config is written to ``RUN/config.json`` by ``fit`` and read back by ``add`` and ``--resume``, so
@@ -31,9 +31,10 @@ class TriPlaneConfig:
 
     resolution: int = 64
     """Texels per side of every plane (micro, macro and independent planes alike)."""
-    micro_channels: int = 8
-    """``shared``: channels of each scene's own (micro) planes."""
-    macro_channels: int = 24
+    micro_channels: int = 10
+    """``shared``: channels of each scene's own (micro) planes. Fewer save bytes but cost quality: on 24^2
+    scenes 8 of 16 channels matched an independent tri-plane after 300 stage-2 steps, 4 of 16 lagged 1.8 dB."""
+    macro_channels: int = 22
     """``shared``: channels of the K shared base planes; a scene's macro planes are a weighted sum of them.
     ``independent`` scenes own ``micro_channels + macro_channels`` channels, so both decode the same width."""
     bases: int = 16

@@ -4,8 +4,8 @@
   = accumulated opacity), so it composites like the input frames;
 * ``metrics.json``: PSNR and SSIM of the renders against the test frames, both composited over white (NeRF's
   convention), the scene's own parameter bytes, training time and steps;
-* ``mesh.ply`` (``export_mesh``, when ``cfg.mesh_resolution > 0``): marching cubes of the density at ``level`` on a ``resolution^3`` grid of the
-  scene box, with the decoded colour per vertex.
+* ``mesh.ply`` (``export_mesh``, when ``cfg.mesh_resolution > 0``): marching cubes of the density at ``level``
+  on a ``resolution^3`` grid of the scene box, with the decoded colour per vertex.
 
 Example:
     >>> metrics = write_scene_outputs(store, scene, rays.box, shared, params, cfg, extra={})  # doctest: +SKIP

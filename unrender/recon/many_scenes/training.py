@@ -5,7 +5,8 @@ own parameters are learned together. Every step renders ``scenes_per_step`` scen
 
     L = mean |C - C_gt|^2 + lambda_o mean (O - alpha)^2 + lambda_tv sum TV(planes)
 
-(colours over white, ``O`` the opacity) and takes one Adam step on the shared parts and on the scenes
+(colours over white, ``O`` the opacity; latent mode: the loss of :mod:`.latent`, after training the
+autoencoder on this stage's images) and takes one Adam step on the shared parts and on the scenes
 rendered (scenes not rendered keep their moments untouched: one optimizer per scene). Under ``torchrun``
 the scenes are sharded across ranks (``scenes[rank::world]``, each rank holds only its scenes) and the
 shared gradients are averaged with one all-reduce per step, so the shared parts stay identical everywhere.
