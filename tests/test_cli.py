@@ -118,5 +118,17 @@ def test_synth_collection_writes_a_readable_dvr_collection(tmp_path):
     assert len(objs) == 6 and len({cat for cat, _ in objs}) == 2
     obj = read_dvr_object(index.model_dir(*objs[0]))
     assert obj.images.shape == (4, 32, 32, 3) and obj.masks.shape == (4, 32, 32)
-    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--kind", "scenes"])
+    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--kind", "galaxies"])
     assert bad.exit_code != 0 and "--kind" in bad.output
+
+
+def test_synth_scenes_writes_one_nerf_synthetic_folder_per_scene(tmp_path):
+    from unrender.recon.many_scenes import find_scenes, read_scene
+
+    r = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), "--kind", "scenes", "--scenes", "2", "--views", "5",
+                                 "--resolution", "16", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    sources = find_scenes(tmp_path / "s")
+    assert [s.name for s in sources] == ["scene_3_0000", "scene_3_0001"]
+    scene = read_scene(sources[1])
+    assert scene.train_rgba.shape == (5, 16, 16, 4) and len(scene.test_names) == 1
