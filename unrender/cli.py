@@ -60,44 +60,38 @@ def synth(out: Path = typer.Argument(..., help="Output folder (NeRF-synthetic la
                                                      "llff, idr or json."),
           force: bool = typer.Option(False, help="Overwrite OUT if it holds a previous dataset.")):
     """Write a procedural textured object rendered from many views with its ground truth, or (--kind collection)
-    a collection of procedural objects by category in DVR's ShapeNet layout."""
+    a collection of procedural objects by category in DVR's ShapeNet layout, (--kind duplicates) one photo of
+    many copies, or (--kind scenes) many one-object scenes."""
     from .data.layouts import LAYOUTS
-    from .data.synth import convert_to_layout, synthesize_object
-    if kind == "collection":
-        from .data.collection import synthesize_collection
-        try:
-            synthesize_collection(out, categories=categories, objects=objects, views=views or 24,
-                                  resolution=resolution or 64, seed=seed, force=force)
-        except UnrenderError as exc:
-            _fail(exc)
-        typer.echo(f"wrote {out}")
-        return
-    if kind == "duplicates":
-        from .data.duplicates import synthesize_duplicates
-        try:
-            synthesize_duplicates(out, copies=copies, resolution=resolution or 768, seed=seed, family=family,
-                                  force=force)
-        except UnrenderError as exc:
-            _fail(exc)
-        typer.echo(f"wrote {out}")
-        return
-    if kind == "scenes":
-        from .data.scene_collection import synthesize_scenes
-        try:
-            synthesize_scenes(out, scenes=scenes, views=views or 50, test_views=max(1, (views or 50) // 5),
-                              resolution=resolution or 64, seed=seed, force=force)
-        except UnrenderError as exc:
-            _fail(exc)
-        typer.echo(f"wrote {out}")
-        return
-    if kind != "object":
-        _fail(UnrenderError(f"--kind {kind!r} is not known; use --kind object, collection, duplicates or scenes."))
-    if layout not in LAYOUTS:
-        _fail(UnrenderError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}."))
-    try:
+
+    def write_object():
+        from .data.synth import convert_to_layout, synthesize_object
+        if layout not in LAYOUTS:
+            raise UnrenderError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}.")
         synthesize_object(out, family=family, views=views or 100, resolution=resolution or 256, seed=seed,
                           force=force)
         convert_to_layout(out, layout)
+
+    def write_collection():
+        from .data.collection import synthesize_collection
+        synthesize_collection(out, categories=categories, objects=objects, views=views or 24,
+                              resolution=resolution or 64, seed=seed, force=force)
+
+    def write_duplicates():
+        from .data.duplicates import synthesize_duplicates
+        synthesize_duplicates(out, copies=copies, resolution=resolution or 768, seed=seed, family=family, force=force)
+
+    def write_scenes():
+        from .data.scene_collection import synthesize_scenes
+        synthesize_scenes(out, scenes=scenes, views=views or 50, test_views=max(1, (views or 50) // 5),
+                          resolution=resolution or 64, seed=seed, force=force)
+
+    writers = {"object": write_object, "collection": write_collection, "duplicates": write_duplicates,
+               "scenes": write_scenes}
+    try:
+        if kind not in writers:
+            raise UnrenderError(f"--kind {kind!r} is not known; use --kind {', '.join(writers)}.")
+        writers[kind]()
     except UnrenderError as exc:
         _fail(exc)
     typer.echo(f"wrote {out}")
