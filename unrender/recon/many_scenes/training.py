@@ -39,8 +39,7 @@ from ...run_state import RunClock
 from .config import ManyScenesConfig, preset
 from .model import SceneParams, SharedParts, render_rays, scene_planes
 from .outputs import over_white, write_scene_outputs
-from .latent import LatentViews, latent_views, train_autoencoder
-from .latent import latent_loss
+from .latent import LatentViews, latent_loss, latent_views, train_autoencoder
 from .scenes import SceneImages, TrainRays, find_scenes, read_scene, train_rays
 from .store import RunStore
 
@@ -277,8 +276,8 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
 
 
 def _fit_autoencoder(shared: SharedParts, scenes: list[SceneImages], cfg: ManyScenesConfig, ctx, history) -> None:
-    """Latent mode: train the autoencoder on this rank's training images (gradients averaged over ranks), then
-    freeze it."""
+    """Latent mode: train the autoencoder on this rank's training images (gradients averaged over ranks); the
+    caller freezes it."""
     images = torch.cat([over_white(s.train_rgba).permute(0, 3, 1, 2) for s in scenes])
     gen = torch.Generator().manual_seed(cfg.seed * 7 + ctx.rank)
     lat = cfg.latent
