@@ -1,8 +1,8 @@
 """``unrender duplicates``: one photo of many identical objects -> instance poses (Structure from Duplicates).
 
-A thin command over :mod:`unrender.recon.duplicates`; for now it writes the poses and the sparse points
-(shape, material and light come with the joint reconstruction stage). Wire it into ``unrender/cli.py``
-with ``register(app)``.
+A thin command over :func:`unrender.recon.duplicates.pipeline.reconstruct_duplicates`, which writes the
+poses, the shared textured mesh, the light and the renders. Wired into ``unrender/cli.py`` with
+``register(app)``.
 
 Example:
     >>> import typer
@@ -14,14 +14,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from .errors import UnrenderError
+from .errors import InputError, UnrenderError
 
 
 def _fail(exc: Exception) -> None:
@@ -30,60 +28,55 @@ def _fail(exc: Exception) -> None:
     fail(exc)
 
 
-def write_points_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
-    """ASCII PLY of ``points[P,3]`` with 8-bit sRGB colours from linear ``colors[P,3]``."""
-    from .color import linear_to_srgb
-
-    rgb = np.round(np.asarray(linear_to_srgb(np.clip(colors, 0, 1))) * 255).astype(int).reshape(-1, 3)
-    head = ["ply", "format ascii 1.0", f"element vertex {len(points)}", "property float x", "property float y",
-            "property float z", "property uchar red", "property uchar green", "property uchar blue", "end_header"]
-    rows = [f"{p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {c[0]} {c[1]} {c[2]}" for p, c in zip(points, rgb)]
-    path.write_text("\n".join(head + rows) + "\n")
-
-
 def duplicates(image: Path = typer.Argument(..., help="The photo (PNG/JPEG sRGB, or .hdr); an RGBA file's alpha is "
                                                      "split into instances when --masks is not given."),
                masks: Path | None = typer.Option(None, "--masks", help="Instance-label PNG (0 = background, any other "
                                                                       "value = one copy) or a folder of binary masks."),
                fov: float | None = typer.Option(None, "--fov", help="Horizontal field of view in degrees."),
                focal: float | None = typer.Option(None, "--focal", help="Focal length in pixels."),
-               out: Path = typer.Option(..., "--out", help="Output folder: poses.json, points.ply."),
+               out: Path = typer.Option(..., "--out", help="Output folder (poses.json, mesh/, light/, rerender.png, "
+                                                           "relit/, novel/, metrics.json, report.html)."),
+               preset: str = typer.Option("default", help="Preset of the shared object's reconstruction: fast, default "
+                                                          "or quality."),
+               set_: list[str] = typer.Option([], "--set", help="Override a config field, KEY=VALUE (repeatable), e.g. "
+                                                               "--set recon.pass1.iterations=300 or view_size=96."),
+               max_minutes: float | None = typer.Option(None, help="Time budget; outputs are still written."),
+               gt: Path | None = typer.Option(None, "--gt", help="A scene folder written by `unrender synth --kind "
+                                                                 "duplicates`: scores poses, shape and albedo."),
                rotations: int = typer.Option(8, help="In-plane rotations of each crop tried when matching."),
+               progress: bool = typer.Option(True, help="Show progress bars."),
                force: bool = typer.Option(False, help="Overwrite a previous run in --out.")):
-    """One photo of N identical objects -> each copy's pose (object-to-world 4x4) and the object's sparse points."""
+    """One photo of N identical objects -> each copy's pose, the shared textured mesh and the environment light."""
+    from .config_overrides import apply_overrides
     from .data.synth import prepare_output
-    from .recon.duplicates import PoseConfig, estimate_poses, read_duplicates_input
+    from .recon.duplicates import read_duplicates_input
+    from .recon.duplicates.pipeline import DuplicatesConfig, reconstruct_duplicates
+    from .recon.multiview import preset as make_preset
 
     try:
+        cfg = DuplicatesConfig(recon=make_preset(preset))
+        cfg.pose.match.rotations = rotations
+        extra = [f"max_minutes={max_minutes}"] if max_minutes is not None else []
+        cfg = apply_overrides(cfg, list(set_) + extra)
+        if gt is not None and not (gt / "gt" / "mesh.obj").exists():
+            raise InputError(f"--gt {gt}: no gt/mesh.obj inside; pass the folder `unrender synth --kind duplicates` "
+                             f"wrote (it holds camera.json and gt/).")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             data = read_duplicates_input(image, masks, fov=fov, focal=focal)
         for w in caught:
             typer.secho(f"warning: {w.message}", err=True, fg=typer.colors.YELLOW)
-        cfg = PoseConfig()
-        cfg.match.rotations = rotations
-        res = estimate_poses(data, cfg)
         out = prepare_output(out, force)
+        metrics = reconstruct_duplicates(data, out, cfg, gt=gt, progress=progress)
     except UnrenderError as exc:
         _fail(exc)
-    nan_to_none = lambda T: None if not np.isfinite(T).all() else T.tolist()  # noqa: E731
-    poses = {
-        "object_to_world": [nan_to_none(T) for T in res.object_to_world],
-        "object_to_camera": [nan_to_none(T) for T in res.object_to_camera],
-        "labels": data.labels, "posed": res.posed.tolist(), "reference": int(res.reference),
-        "reprojection_rmse_px": res.reprojection_rmse_px, "pairs": [list(p) for p in res.pairs],
-        "intrinsics": {"fx": data.intrinsics.fx, "fy": data.intrinsics.fy, "cx": data.intrinsics.cx,
-                       "cy": data.intrinsics.cy, "width": data.intrinsics.width, "height": data.intrinsics.height,
-                       "estimated": data.intrinsics.estimated},
-        "conventions": "world = the photo's camera frame (OpenGL axes: x right, y up, looking down -z); object frame: "
-                       "origin at the median of the sparse points, axes of the reference copy's camera frame, scale "
-                       "such that the points' RMS radius is 0.5; null = copy not posed.",
-    }
-    (out / "poses.json").write_text(json.dumps(poses, indent=2) + "\n")
-    write_points_ply(out / "points.ply", res.points, res.point_colors)
-    typer.echo(f"posed {res.num_posed} of {len(res.posed)} instances ({len(res.points)} sparse points, "
-               f"reprojection RMSE {res.reprojection_rmse_px:.2f} px)")
-    typer.echo(f"wrote {out / 'poses.json'} and {out / 'points.ply'}")
+    typer.echo(f"posed {metrics['copies_posed']} of {metrics['copies']} copies; re-render PSNR inside the masks "
+               f"{metrics['rerender_psnr_in_masks']:.2f} dB")
+    if "shape" in metrics:
+        typer.echo(f"vs ground truth: rotation error {metrics['poses']['mean_rotation_deg']:.2f} deg, "
+                   f"F@0.02 {metrics['shape']['f_score@0.02']:.3f}, normal consistency "
+                   f"{metrics['shape']['normal_consistency']:.3f}, albedo PSNR {metrics['albedo_psnr']:.2f} dB")
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 def register(app: typer.Typer) -> None:

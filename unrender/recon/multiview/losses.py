@@ -19,19 +19,26 @@ def tonemap_log(x: torch.Tensor) -> torch.Tensor:
     return linear_to_srgb(torch.log1p(x.clamp_min(0.0)))
 
 
-def image_loss(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Tonemapped log-L1 between linear images ``[B,H,W,3]``.
+def _weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``mean(x)``, or ``sum(w x) / (sum(w) * C)`` with a per-pixel ``weight [B,H,W,1]`` for ``x [B,H,W,C]``."""
+    if weight is None:
+        return x.mean()
+    return (x * weight).sum() / (weight.sum() * x.shape[-1]).clamp_min(1e-8)
+
+
+def image_loss(render: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Tonemapped log-L1 between linear images ``[B,H,W,3]`` (weighted by ``weight [B,H,W,1]`` when given).
 
     Example:
         >>> float(image_loss(torch.ones(1, 2, 2, 3), torch.ones(1, 2, 2, 3)))
         0.0
     """
-    return (tonemap_log(render) - tonemap_log(target)).abs().mean()
+    return _weighted_mean((tonemap_log(render) - tonemap_log(target)).abs(), weight)
 
 
-def mask_loss(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``mean (alpha - mask)^2`` over ``[B,H,W,1]``."""
-    return (alpha - mask).square().mean()
+def mask_loss(alpha: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean (alpha - mask)^2`` over ``[B,H,W,1]`` (weighted by ``weight [B,H,W,1]`` when given)."""
+    return _weighted_mean((alpha - mask).square(), weight)
 
 
 def light_white_balance(cube: torch.Tensor) -> torch.Tensor:

@@ -74,13 +74,14 @@ class _Pass:
         idx = torch.randint(len(views), (c.batch_size,), generator=gen)
         bg = _random_backgrounds(len(idx), gen, self.device)
         target, mask = views.targets(idx.to(views.color.device), bg)
+        weight = None if views.weight is None else views.weight[idx.to(views.weight.device)]
         self.opt.zero_grad(set_to_none=True)
         self.light.build()
         out, faces = self.render(views.camera[idx], bg.expand(-1, *target.shape[1:3], 3), gen)
         loss = self.extra_loss(it, gen)
         l_img = l_mask = torch.full((), float("nan"))
         if out is not None:
-            l_img, l_mask = image_loss(out.color, target), mask_loss(out.alpha, mask)
+            l_img, l_mask = image_loss(out.color, target, weight), mask_loss(out.alpha, mask, weight)
             loss = loss + l_img + self.cfg.mask_weight * l_mask
             if self.cfg.light_white_balance > 0:
                 loss = loss + self.cfg.light_white_balance * light_white_balance(self.light.base)

@@ -73,7 +73,7 @@ def _state(stage: str, iteration: int, bounds, trainer, gen, clock, history) -> 
             "generator": gen.get_state(), "elapsed": clock.elapsed, "history": history}
 
 
-def _train(stage: str, title: str, trainer, total: int, start: int, views, gen, clock, limit: float, out: Path,
+def train_pass(stage: str, title: str, trainer, total: int, start: int, views, gen, clock, limit: float, out: Path,
            bounds, history: dict, cfg, progress: bool) -> None:
     """Steps ``start..total`` of one pass, with a progress bar, periodic checkpoints and the time limit."""
     from .progress import TrainingProgress
@@ -117,7 +117,7 @@ def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
     return bounds, sdf_fn, hull
 
 
-def _bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
+def bake_pass1(p1: Pass1, cfg: MultiViewConfig) -> Mesh:
     """Pass-1 mesh -> cleaned, (simplified,) unwrapped mesh with the field baked into textures."""
     from ...geometry.simplify import simplify_mesh
     from ...geometry.smoothing import taubin_smooth
@@ -187,9 +187,9 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         if state is not None:
             p1.load_state_dict(state["pass1"])
             gen.set_state(state["generator"])
-        _train("pass1", "pass 1: shape", p1, cfg.pass1.iterations, start, views, gen, clock, 0.6 * budget, out, bounds,
+        train_pass("pass1", "pass 1: shape", p1, cfg.pass1.iterations, start, views, gen, clock, 0.6 * budget, out, bounds,
                history, cfg, progress)
-        mesh = _bake_pass1(p1, cfg)
+        mesh = bake_pass1(p1, cfg)
         p2 = Pass2(cfg, mesh, p1.light, device)
         start = 0
         _save_checkpoint(out, _state("pass2", 0, bounds, p2, gen, clock, history))
@@ -199,7 +199,7 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         gen.set_state(state["generator"])
 
     # ---------------------------------------------------------------- pass 2
-    _train("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, start, views, gen, clock, budget, out, bounds,
+    train_pass("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, start, views, gen, clock, budget, out, bounds,
            history, cfg, progress)
     _save_checkpoint(out, _state("pass2", cfg.pass2.iterations, bounds, p2, gen, clock, history))
     with torch.no_grad():

@@ -17,11 +17,14 @@ class TrainViews:
         camera: ``N`` cameras at the training resolution (intrinsics scaled with the images).
         color: premultiplied linear colour ``[N,h,w,3]`` (``rgb * mask``), row 0 at the top.
         mask: coverage ``[N,h,w,1]`` in [0,1].
+        weight: optional per-pixel loss weight ``[N,h,w,1]`` (0 = unknown: the pixel says nothing about this
+            view's object, e.g. it shows another object that may hide it, or lies outside the photo).
     """
 
     camera: Camera
     color: torch.Tensor
     mask: torch.Tensor
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.color.shape[0]

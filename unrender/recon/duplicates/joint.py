@@ -1,0 +1,109 @@
+"""Joint reconstruction of the shared object from its posed copies (Structure from Duplicates, stage 2).
+
+The copies are the views (:mod:`.instance_views`); the multi-view machinery does the rest: visual hull ->
+pass 1 (DMTet + material field + environment light) -> bake -> pass 2 (textures + vertex offsets + light).
+What differs from :func:`unrender.recon.multiview.pipeline.reconstruct`:
+
+* the light is fixed in the photo's camera frame, and every copy is rotated differently in it, so each
+  view is rendered by moving the object into the photo frame with its pose ``T_k`` (the camera stays
+  at the photo's origin with the crop's intrinsics) instead of moving the camera around a fixed object
+  (which would rotate the light with the copy): :func:`render_in_photo_frame`;
+* pixels of other copies and outside the photo carry no loss (``views.weight``), and count as object
+  when carving the hull.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ...mesh import Mesh
+from ...render.render_mesh import RenderOutput, render_mesh
+from ...run_state import RunClock
+from ..multiview.config import MultiViewConfig
+from ..multiview.passes import Pass1, Pass2
+from ..multiview.pipeline import bake_pass1, initial_shape, train_pass
+
+
+def move_mesh(mesh: Mesh, T: torch.Tensor) -> Mesh:
+    """``mesh`` with vertices ``x' = R x + t`` for the rigid ``T [4,4]`` (normals recomputed by the renderer)."""
+    T = T.to(mesh.vertices)
+    return replace(mesh, vertices=mesh.vertices @ T[:3, :3].T + T[:3, 3], normals=None)
+
+
+def render_in_photo_frame(mesh: Mesh, camera, light, background=None, material_fn=None, topology=None,
+                          shading: str = "pbr") -> RenderOutput:
+    """Render ``mesh`` (object frame) from object-frame cameras with the light fixed in the photo frame.
+
+    View ``b`` with camera-to-object ``C_b = camera.c2w[b]`` is rendered as the mesh moved by
+    ``T_b = C_b^{-1}`` seen by a camera at the photo origin (``c2w = I``) with view ``b``'s intrinsics; a
+    material field is queried back in the object frame, ``m(C_b x)``. Same outputs as :func:`render_mesh`.
+    """
+    outs = []
+    eye = torch.eye(4, dtype=camera.c2w.dtype, device=camera.c2w.device)[None]
+    for b in range(len(camera)):
+        C = camera.c2w[b].to(mesh.vertices)
+        T = torch.linalg.inv(C)
+        fn = None
+        if material_fn is not None:
+            R, t = C[:3, :3], C[:3, 3]
+            fn = lambda p, R=R, t=t: material_fn(p @ R.T + t)  # noqa: E731
+        bg = background if background is None or torch.as_tensor(background).dim() < 4 else background[b:b + 1]
+        outs.append(render_mesh(move_mesh(mesh, T), replace(camera[b], c2w=eye), light, background=bg,
+                                material_fn=fn, topology=topology, shading=shading))
+    cat = lambda name: torch.cat([getattr(o, name) for o in outs])  # noqa: E731
+    return RenderOutput(*(cat(n) for n in ("color", "alpha", "depth", "normal", "albedo", "rast")))
+
+
+class CopiesPass1(Pass1):
+    """:class:`Pass1` rendering every view in the photo frame (:func:`render_in_photo_frame`)."""
+
+    def render(self, camera, background, gen):
+        self._mesh = self.geometry.mesh()
+        if self._mesh.num_faces == 0:
+            return None, 0
+        return render_in_photo_frame(self._mesh, camera, self.light, background, material_fn=self.field), \
+            self._mesh.num_faces
+
+
+class CopiesPass2(Pass2):
+    """:class:`Pass2` rendering every view in the photo frame (:func:`render_in_photo_frame`)."""
+
+    def render(self, camera, background, gen):
+        from ...render.antialias import build_topology
+
+        if self.topology is None:
+            self.topology = build_topology(self.base.faces)
+        out = render_in_photo_frame(self.current_mesh(), camera, self.light, background, topology=self.topology)
+        return out, self.base.num_faces
+
+
+def reconstruct_shared_object(views, hull, cfg: MultiViewConfig, out: Path, clock: RunClock | None = None,
+                              budget_s: float = float("inf"), progress: bool = True, device="cpu"):
+    """Pass 1 and pass 2 over the copies' views -> ``(textured mesh on the CPU, light, loss history)``.
+
+    ``views`` come from :func:`.instance_views.instance_views`, ``hull`` (the whole-photo views that carve the
+    initial shape) from :func:`.instance_views.hull_views`; checkpoints go to ``out/checkpoint``;
+    training stops when ``clock.elapsed`` passes ``budget_s`` (60% of it for pass 1).
+    """
+    clock = clock or RunClock(0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    history = {"pass1": [], "pass2": []}
+    bounds, sdf_fn, _ = initial_shape(hull, cfg, None)
+    p1 = CopiesPass1(cfg, bounds, sdf_fn, device)
+    train_pass("pass1", "pass 1: shape", p1, cfg.pass1.iterations, 0, views, gen, clock, 0.6 * budget_s, out,
+               bounds, history, cfg, progress)
+    mesh = bake_pass1(p1, cfg)
+    p2 = CopiesPass2(cfg, mesh, p1.light, device)
+    train_pass("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, 0, views, gen, clock, budget_s, out, bounds,
+               history, cfg, progress)
+    with torch.no_grad():
+        m = p2.current_mesh()
+        mat = m.material.to(device="cpu")
+        for t in ("base_color", "orm", "normal"):
+            setattr(mat, t, getattr(mat, t).detach())
+        final = Mesh(m.vertices.detach().cpu(), m.faces.cpu(), uvs=m.uvs.cpu(), uv_faces=m.uv_faces.cpu(), material=mat)
+    return final, p2.light.cpu(), history
