@@ -105,11 +105,13 @@ def instance_views(data: DuplicatesInput, object_to_camera: np.ndarray, which, s
     return views, boxes
 
 
-def hull_views(data: DuplicatesInput, object_to_camera: np.ndarray, which, longest: int = 256) -> TrainViews:
+def hull_views(data: DuplicatesInput, object_to_camera: np.ndarray, which, longest: int = 256,
+               margin: float = 0.15) -> TrainViews:
     """Whole-photo views of the copies ``which`` for carving the visual hull (colour left empty).
 
     Each view is the photo at ``longest`` pixels with camera-to-object ``T_k^{-1}``; its mask is copy ``k``'s
-    mask united with every other copy's (those pixels may hide part of ``k``, so they must not carve it).
+    mask united with the other copies' pixels inside ``k``'s crop box (those may hide part of ``k``, so they
+    must not carve it; farther copies cannot, and must carve, or each would leave a ghost of the object).
     Carving with the whole photo, not the crops, also removes what projects outside a crop.
     """
     masks = torch.as_tensor(data.masks).float()
@@ -119,7 +121,10 @@ def hull_views(data: DuplicatesInput, object_to_camera: np.ndarray, which, longe
     union = masks.amax(0)
     keep = []
     for k in which:
-        m = torch.maximum(masks[int(k)], union)[None, None]
+        box = crop_box(masks[int(k)].numpy() > 0.5, margin)
+        near = torch.zeros(h, w)
+        near[max(box.y0, 0):max(box.y0 + box.side, 0), max(box.x0, 0):max(box.x0 + box.side, 0)] = 1
+        m = torch.maximum(masks[int(k)], union * near)[None, None]
         keep.append(torch.nn.functional.interpolate(m, size=(th, tw), mode="area")[0, 0, ..., None])
     K = data.intrinsics
     c2w = np.stack([np.linalg.inv(np.asarray(object_to_camera[int(k)], np.float64)) for k in which])

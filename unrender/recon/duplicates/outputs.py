@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ...cameras import Camera
-from ...color import linear_to_srgb
+from ...color import linear_to_srgb, unpremultiply
 from ...io.images import contact_sheet, write_hdr, write_png
 from ...io.mesh_files import save_mesh
 from ...mesh import Mesh
@@ -81,12 +81,14 @@ def render_scene(mesh: Mesh, object_to_camera, posed, data: DuplicatesInput, lig
 
 
 def rerender_psnr(render: torch.Tensor, alpha: torch.Tensor, data: DuplicatesInput) -> tuple[torch.Tensor, float]:
-    """``(composite, psnr)``: the render over the photo (sRGB ``[H,W,3]``) and its PSNR against the photo inside
-    the union of all instance masks (copies that were not posed count, as the input the user sees)."""
+    """``(composite, psnr)``: the render over the photo (sRGB ``[H,W,3]``, for viewing) and the PSNR of the render
+    over black against the photo inside the union of all instance masks (sRGB). A copy that was not posed
+    renders black there and counts against the score, as it should."""
     photo = linear_to_srgb(torch.as_tensor(data.image).float().clamp(0, 1))
-    comp = linear_to_srgb(render.clamp(0, 1)) * alpha + photo * (1 - alpha)
+    rendered = linear_to_srgb(unpremultiply(render, alpha).clamp(0, 1)) * alpha
+    comp = rendered + photo * (1 - alpha)
     inside = torch.as_tensor(data.masks).bool().any(0)
-    mse = float((comp[inside] - photo[inside]).square().mean())
+    mse = float((rendered[inside] - photo[inside]).square().mean())
     return comp, float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
@@ -112,7 +114,7 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
         with torch.no_grad():
             other.build()
         c, a = render_scene(mesh, object_to_camera, posed, data, other)
-        rgb = linear_to_srgb((c / a.clamp_min(1e-6)).clamp(0, 1))
+        rgb = linear_to_srgb(unpremultiply(c, a).clamp(0, 1))
         write_png(out / "relit" / f"light_{i}.png", torch.cat([rgb, a], -1))
     lo, hi = mesh.vertices.amin(0), mesh.vertices.amax(0)
     frames = turntable(mesh, light, ((lo + hi) / 2).tolist(), 1.6 * float((hi - lo).norm()) / (2 * 0.364))

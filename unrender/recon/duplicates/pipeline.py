@@ -63,7 +63,7 @@ def reconstruct_duplicates(data: DuplicatesInput, out: Path, cfg: DuplicatesConf
     o2c, posed = res.object_to_camera.copy(), res.posed.copy()
     which = np.nonzero(posed)[0]
     views, _ = instance_views(data, o2c, which, cfg.view_size, cfg.crop_margin)
-    hull = hull_views(data, o2c, which)
+    hull = hull_views(data, o2c, which, margin=cfg.crop_margin)
     clock = RunClock(time.perf_counter() - start)
     mesh, light, history = reconstruct_shared_object(views, hull, cfg.recon, out, clock, budget, progress)
     (out / "poses.json").write_text(json.dumps(poses_document(data, res, o2c, posed), indent=2) + "\n")

@@ -101,6 +101,30 @@ def normalize_frame(res: SfMResult) -> tuple[np.ndarray, np.ndarray]:
     return T, s * (X - c) @ F.T
 
 
+def match_components(pairs: list[PairMatch]) -> list[set[int]]:
+    """Connected components of the graph whose edges are the verified pairs, largest first (ties: more inliers).
+
+    Example:
+        >>> from types import SimpleNamespace as P
+        >>> match_components([P(i=0, j=2, inliers=30), P(i=5, j=6, inliers=60), P(i=2, j=3, inliers=20)])
+        [{0, 2, 3}, {5, 6}]
+    """
+    parent: dict[int, int] = {}
+
+    def root(a: int) -> int:
+        while parent.setdefault(a, a) != a:
+            a = parent[a]
+        return a
+
+    for p in pairs:
+        parent[root(p.i)] = root(p.j)
+    groups: dict[int, set[int]] = {}
+    for a in list(parent):
+        groups.setdefault(root(a), set()).add(a)
+    weight = {r: sum(p.inliers for p in pairs if root(p.i) == r) for r in groups}
+    return [groups[r] for r in sorted(groups, key=lambda r: (len(groups[r]), weight[r]), reverse=True)]
+
+
 def estimate_poses(data: DuplicatesInput, cfg: PoseConfig | None = None, c2w: np.ndarray | None = None,
                    pairs: list[PairMatch] | None = None) -> DuplicatePoses:
     """Object-to-camera and object-to-world poses of every instance of ``data`` (module docstring).
@@ -125,9 +149,12 @@ def estimate_poses(data: DuplicatesInput, cfg: PoseConfig | None = None, c2w: np
         raise DataError(f"no two instances of {data.image_path} share {cfg.match.min_inliers} verified feature "
                         f"matches; the copies may be too small, too plain or seen from too different sides "
                         f"(try a larger photo or --fov/--focal closer to the truth).")
-    tracks = build_tracks(pairs, n, cfg.snap_px)
-    res = incremental_sfm(pairs, tracks, n, K, cfg.sfm)
-    res, reversed_ = resolve_necker(res, K, cfg.sfm)
+    res, reversed_ = None, False
+    for group in match_components(pairs):  # the largest reconstruction wins; the rest is registered later
+        sub = [p for p in pairs if p.i in group]
+        r, rev = resolve_necker(incremental_sfm(sub, build_tracks(sub, n, cfg.snap_px), n, K, cfg.sfm), K, cfg.sfm)
+        if res is None or r.posed.sum() > res.posed.sum():
+            res, reversed_ = r, rev
     o2c, points = normalize_frame(res)
     c2w = np.eye(4) if c2w is None else np.asarray(c2w, np.float64)
     o2w = np.einsum("ij,njk->nik", c2w, o2c)
