@@ -67,7 +67,7 @@ def duplicates(image: Path = typer.Argument(..., help="The photo (PNG/JPEG sRGB,
         for w in caught:
             typer.secho(f"warning: {w.message}", err=True, fg=typer.colors.YELLOW)
         out = prepare_output(out, force)
-        metrics = reconstruct_duplicates(data, out, cfg, gt=gt, progress=progress)
+        metrics = reconstruct_duplicates(data, out, cfg, gt=gt, progress=progress, log=typer.echo)
     except UnrenderError as exc:
         _fail(exc)
     typer.echo(f"posed {metrics['copies_posed']} of {metrics['copies']} copies; re-render PSNR inside the masks "

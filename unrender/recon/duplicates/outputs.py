@@ -41,22 +41,22 @@ def write_points_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None
     path.write_text("\n".join(head + rows) + "\n")
 
 
-def poses_document(data, res, object_to_camera: np.ndarray, posed: np.ndarray) -> dict:
-    """The content of ``poses.json`` for the poses ``object_to_camera [N,4,4]`` (rows of unposed copies ignored)."""
+def poses_document(data, object_to_camera: np.ndarray, posed: np.ndarray, solver: dict) -> dict:
+    """The content of ``poses.json`` for the poses ``object_to_camera [N,4,4]`` (rows of unposed copies ignored);
+    ``solver`` (how the poses were found) is stored as it is."""
     nan_to_none = lambda T, ok: T.tolist() if ok and np.isfinite(T).all() else None  # noqa: E731
+    poses = [nan_to_none(T, ok) for T, ok in zip(object_to_camera, posed)]
     return {
-        "object_to_world": [nan_to_none(T, ok) for T, ok in zip(object_to_camera, posed)],
-        "object_to_camera": [nan_to_none(T, ok) for T, ok in zip(object_to_camera, posed)],
-        "labels": data.labels, "posed": [bool(p) for p in posed], "posed_by_features": res.posed.tolist(),
-        "reference": int(res.reference), "reprojection_rmse_px": res.reprojection_rmse_px,
-        "pairs": [list(p) for p in res.pairs],
+        "object_to_world": poses, "object_to_camera": poses, "labels": data.labels,
+        "posed": [bool(p) for p in posed], "solver": solver,
         "intrinsics": {"fx": data.intrinsics.fx, "fy": data.intrinsics.fy, "cx": data.intrinsics.cx,
                        "cy": data.intrinsics.cy, "width": data.intrinsics.width, "height": data.intrinsics.height,
                        "estimated": data.intrinsics.estimated},
         "conventions": "world = the photo's camera frame (OpenGL axes: x right, y up, looking down -z), so "
-                       "object_to_world = object_to_camera; object frame: origin at the median of the sparse "
-                       "feature points, axes of the reference copy's camera frame, scale such that the points' RMS "
-                       "radius is 0.5 (mesh/ is in this frame); null = copy not posed.",
+                       "object_to_world = object_to_camera; mesh/ is in the object frame (upright model: y up along "
+                       "the ground's normal, origin on the plane of the copies' centres; free model: axes of the "
+                       "reference copy's camera, origin at the median of the sparse points); scale is arbitrary "
+                       "(one photo cannot tell it); null = copy not posed.",
     }
 
 

@@ -1,7 +1,9 @@
 """Registering the copies feature matching left unposed, by render-and-compare with a first reconstruction.
 
 Copies that stand on one plane differ only by a turn about its normal and a shift along it (the scenes
-Structure from Duplicates is about: a shelf, a table, a parking lot). Two posed copies reveal that plane:
+Structure from Duplicates is about: a shelf, a table, a parking lot). The plane comes from
+:mod:`.upright` or, for poses from free structure from motion, from two posed copies
+(:func:`ground_plane`):
 
 * the up axis ``u`` (photo frame) is the axis of their relative rotation ``R_b R_a^T``, which for upright
   copies is a turn about ``u`` (averaged over pairs, weighted by the turn angle; pairs turned less than
@@ -154,24 +156,24 @@ def register_copy(mesh: Mesh, light, data: DuplicatesInput, k: int, R_ref: np.nd
 
 
 def register_unposed(mesh: Mesh, light, data: DuplicatesInput, object_to_camera: np.ndarray, posed: np.ndarray,
-                     cfg: RegisterConfig | None = None, view_size: int = 128, margin: float = 0.15,
-                     log=print) -> tuple[np.ndarray, np.ndarray]:
+                     plane: tuple[np.ndarray, float], R_ref: np.ndarray, cfg: RegisterConfig | None = None,
+                     view_size: int = 128, margin: float = 0.15, log=print) -> tuple[np.ndarray, np.ndarray]:
     """``(object_to_camera, posed)`` with the unposed copies registered where possible (module docstring).
 
-    Returns the inputs unchanged when the posed copies do not reveal a ground plane.
+    Args:
+        mesh, light: a reconstruction from the posed copies (object frame; light in the photo frame).
+        data: the photo, masks and intrinsics.
+        object_to_camera, posed: current poses ``[N,4,4]`` and which are known ``[N]``.
+        plane: ``(u, d)`` of the plane holding the copies' origins (photo frame).
+        R_ref: rotation of a posed copy; every copy's rotation is ``Rot(u, theta) R_ref``.
     """
     cfg = cfg or RegisterConfig()
-    plane = ground_plane(object_to_camera, posed)
     o2c, done = object_to_camera.copy(), posed.copy()
-    if plane is None:
-        log(f"registration skipped: no two posed copies turn by {MIN_TURN_DEG} degrees or more about one axis")
-        return o2c, done
-    ref = int(np.nonzero(posed)[0][0])
     light = light.cpu()
     with torch.no_grad():
         light.build()
     for k in np.nonzero(~posed)[0]:
-        T, iou = register_copy(mesh, light, data, int(k), o2c[ref, :3, :3], plane, cfg, view_size, margin)
+        T, iou = register_copy(mesh, light, data, int(k), R_ref, plane, cfg, view_size, margin)
         ok = iou >= cfg.min_iou
         log(f"copy {data.labels[k]}: mask IoU {iou:.3f} -> {'registered' if ok else 'left unposed'}")
         if ok:

@@ -13,7 +13,8 @@ That model leaves three unknowns per copy instead of six, and each is found robu
 3. **Turns**: for every verified feature pair (:func:`.matching.match_instances`) the relative rotation is
    ``Rot(u, theta)``; ``theta`` is searched on a fine grid, the translation for each ``theta`` is the null
    vector of the epipolar rows ``(R x_i) x x_j``, and the score is the truncated Sampson error of all
-   matches. Pairs with fewer than :data:`MIN_PAIR_MATCHES` matches or a score above :data:`MAX_PAIR_SCORE` are
+   matches (a match that triangulates behind either copy's camera counts as an outlier: this rejects the
+   essential matrix's twisted-pair twin, a half turn away). Pairs with fewer than :data:`MIN_PAIR_MATCHES` matches or a score above :data:`MAX_PAIR_SCORE` are
 dropped; turns follow along a maximum spanning tree (weight: matches / (0.2 + score)) of the largest
 connected group of the remaining pairs.
 
@@ -107,6 +108,24 @@ def rotation_about(u: np.ndarray, theta) -> np.ndarray:
     return np.eye(3) + s * K + (1 - c) * (K @ K)
 
 
+def _in_front(Rxi: np.ndarray, xj: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``[T,M]`` bool: the match triangulates in front of both cameras (``z_j x_j = z_i R x_i + s t``, best sign ``s``).
+
+    Depths from the 2x2 normal equations of ``[R x_i, -x_j] [z_i, z_j]^T = -s t``.
+    """
+    a, b = Rxi, -xj[None]
+    aa, ab, bb = (a * a).sum(-1), (a * b).sum(-1), (b * b).sum(-1)
+    det = aa * bb - ab * ab
+    ok = []
+    for sign in (1.0, -1.0):
+        rhs = -sign * t[:, None, :]
+        ra, rb = (a * rhs).sum(-1), (b * rhs).sum(-1)
+        zi, zj = (bb * ra - ab * rb) / np.where(det == 0, 1e-30, det), (aa * rb - ab * ra) / np.where(det == 0, 1e-30, det)
+        ok.append((zi > 0) & (zj > 0))
+    use_plus = ok[0].sum(1) >= ok[1].sum(1)
+    return np.where(use_plus[:, None], ok[0], ok[1])
+
+
 def pair_turn(pair: PairMatch, u: np.ndarray, K: np.ndarray, step_deg: float = 0.5,
               max_error_px: float = 3.0) -> tuple[float, float]:
     """``(theta_deg, score)``: the turn about ``u`` taking copy ``i`` to copy ``j`` (module docstring, step 3).
@@ -129,6 +148,10 @@ def pair_turn(pair: PairMatch, u: np.ndarray, K: np.ndarray, step_deg: float = 0
     num = (xj[None] * Ex).sum(-1) ** 2
     den = Ex[..., 0] ** 2 + Ex[..., 1] ** 2 + Etx[..., 0] ** 2 + Etx[..., 1] ** 2
     err = np.sqrt(num / np.maximum(den, 1e-30)) * K[0, 0]
+    # Cheirality: E cannot tell R from its twisted pair (a half turn about t); points must lie in front of both
+    # virtual cameras for one sign of t. Points behind count as full outliers.
+    front = _in_front(np.einsum("tab,mb->tma", R, xi), xj, t)
+    err = np.where(front, err, max_error_px)
     score = (np.minimum(err, max_error_px) ** 2).mean(1)
     best = int(np.argmin(score))
     return float(np.degrees(thetas[best])), float(score[best])
