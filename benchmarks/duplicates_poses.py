@@ -3,10 +3,11 @@
     PYTHONPATH=. python benchmarks/duplicates_poses.py --copies 4 8 --seeds 0 1 2 3 --yaw-range 90 360 \
         --models upright free
 
-Prints one line per scene and pose model (``upright``: copies on one plane, :mod:`unrender.recon.duplicates.upright`;
-``free``: structure from motion; feature matches only, no render-and-compare registration): family, copies posed, mean/median rotation error in degrees after aligning the
-object frame, translation error after a similarity alignment relative to the spread of the virtual
-cameras, wall time) and the mean over scenes per (copies, yaw range).
+Prints one line per scene and pose model (``upright``: copies on one plane,
+:mod:`unrender.recon.duplicates.upright`; ``free``: structure from motion; feature matches only, no
+render-and-compare registration): family, copies posed, mean/median rotation error in degrees after
+aligning the object frame, translation error after a similarity alignment relative to the spread of the
+virtual cameras, wall time; then the mean over scenes per (model, copies, yaw range).
 """
 
 from __future__ import annotations

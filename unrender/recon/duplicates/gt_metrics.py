@@ -7,7 +7,8 @@ ground truth's object frame:
    the depth scale ``s = median_k |t(P_k)| / |t(G_k)|``, every copy gives the similarity
    ``A_k(x) = G_k^{-1} (P_k x / s)``; their rotations are averaged (the polar factor of the sum) and their
    translations are averaged;
-2. refined by a few rounds of similarity ICP (Umeyama on nearest neighbours of surface samples).
+2. scaled and shifted so that both surfaces' samples have the same centroid and RMS radius, then refined
+   by rigid ICP (Umeyama rotation on nearest neighbours; a similarity ICP can collapse the scale).
 
 Then :func:`unrender.metrics.geometry.evaluate_meshes` gives Chamfer, F-score and normal consistency, and
 the albedo PSNR compares unlit base-colour renders of both meshes from 8 views around the object, on
@@ -42,28 +43,35 @@ def similarity_from_poses(pred: np.ndarray, gt: np.ndarray, posed: np.ndarray) -
     return 1.0 / s, R, t
 
 
-def icp_similarity(src: np.ndarray, dst: np.ndarray, iterations: int = 15) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity ``(s, R, t)`` moving points ``src`` onto ``dst`` by ICP from the identity (Umeyama per round)."""
+def icp_rigid(src: np.ndarray, dst: np.ndarray, iterations: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation and translation ``(R, t)`` moving points ``src`` onto ``dst`` by ICP from the identity.
+
+    The scale is not estimated here: a similarity ICP may shrink the source onto a few target points.
+    """
     from scipy.spatial import cKDTree
 
     tree = cKDTree(dst)
-    s, R, t = 1.0, np.eye(3), np.zeros(3)
+    R, t = np.eye(3), np.zeros(3)
     for _ in range(iterations):
-        moved = s * src @ R.T + t
-        _, j = tree.query(moved)
-        s, R, t = umeyama(src, dst[j])
-    return s, R, t
+        _, j = tree.query(src @ R.T + t)
+        _, R, _ = umeyama(src, dst[j])
+        t = (dst[j] - src @ R.T).mean(0)
+    return R, t
 
 
 def align_to_ground_truth(mesh: Mesh, gt_mesh: Mesh, pred_poses: np.ndarray, gt_poses: np.ndarray,
                           posed: np.ndarray) -> Mesh:
-    """``mesh`` moved into ``gt_mesh``'s frame: the pose similarity, then similarity ICP (module docstring)."""
-    s, R, t = similarity_from_poses(pred_poses, gt_poses, posed)
-    coarse = _transform(mesh, s, R, t)
+    """``mesh`` moved into ``gt_mesh``'s frame (module docstring): the pose similarity's rotation, the scale and
+    centre that match the two surfaces' RMS radius and centroid, then rigid ICP."""
+    _, R, _ = similarity_from_poses(pred_poses, gt_poses, posed)
+    coarse = _transform(mesh, 1.0, R, np.zeros(3))
     src = sample_surface(coarse.vertices, coarse.faces, 5000, seed=1)[0].double().numpy()
     dst = sample_surface(gt_mesh.vertices, gt_mesh.faces, 5000, seed=2)[0].double().numpy()
-    s2, R2, t2 = icp_similarity(src, dst)
-    return _transform(coarse, s2, R2, t2)
+    cs, cd = src.mean(0), dst.mean(0)
+    k = np.sqrt(((dst - cd) ** 2).sum(1).mean() / max(((src - cs) ** 2).sum(1).mean(), 1e-30))
+    src = (src - cs) * k + cd
+    R2, t2 = icp_rigid(src, dst)
+    return _transform(coarse, k, R2, R2 @ (cd - k * cs) + t2)
 
 
 def albedo_psnr(pred: Mesh, gt: Mesh, views: int = 8, size: int = 128) -> float:
@@ -91,7 +99,7 @@ def ground_truth_metrics(mesh: Mesh, object_to_camera: np.ndarray, posed: np.nda
                          gt_object_to_camera: np.ndarray) -> dict:
     """``{"poses": ..., "shape": ..., "albedo_psnr": ...}`` of a reconstruction against the ground truth."""
     out = {}
-    if int(np.sum(posed)) >= 2:
+    if int(np.sum(posed)) >= 2 and mesh.num_faces > 0:
         out["poses"] = pose_errors(object_to_camera, gt_object_to_camera, posed).to_dict()
         aligned = align_to_ground_truth(mesh, gt_mesh, object_to_camera, gt_object_to_camera, posed)
         out["shape"] = evaluate_meshes(aligned, gt_mesh).to_dict()

@@ -73,7 +73,8 @@ def scene_mesh(mesh: Mesh, object_to_camera: np.ndarray, posed: np.ndarray) -> M
     return merge_copies(mesh, np.asarray(object_to_camera)[np.asarray(posed, bool)])
 
 
-def render_scene(mesh: Mesh, object_to_camera, posed, data: DuplicatesInput, light) -> tuple[torch.Tensor, torch.Tensor]:
+def render_scene(mesh: Mesh, object_to_camera, posed, data: DuplicatesInput,
+                 light) -> tuple[torch.Tensor, torch.Tensor]:
     """Linear colour ``[H,W,3]`` and coverage ``[H,W,1]`` of the posed copies seen by the photo's camera."""
     with torch.no_grad():
         o = render_mesh(scene_mesh(mesh, object_to_camera, posed), photo_camera(data), light)

@@ -124,7 +124,7 @@ def register_copy(mesh: Mesh, light, data: DuplicatesInput, k: int, R_ref: np.nd
     Rr = torch.tensor(R_ref)
 
     def pose(theta, ab):
-        """The turned copy, its surface centroid on the ray through the mask centroid, origin on the plane, then shifted."""
+        """The turned copy: surface centroid on the mask centroid's ray, origin on the plane, then shifted."""
         R = _rotation_about(u, theta) @ Rr
         rc = R @ centre
         p0 = (d + u @ rc) / (u @ ray_t) * ray_t - rc

@@ -14,9 +14,9 @@ That model leaves three unknowns per copy instead of six, and each is found robu
    ``Rot(u, theta)``; ``theta`` is searched on a fine grid, the translation for each ``theta`` is the null
    vector of the epipolar rows ``(R x_i) x x_j``, and the score is the truncated Sampson error of all
    matches (a match that triangulates behind either copy's camera counts as an outlier: this rejects the
-   essential matrix's twisted-pair twin, a half turn away). Pairs with fewer than :data:`MIN_PAIR_MATCHES` matches or a score above :data:`MAX_PAIR_SCORE` are
-dropped; turns follow along a maximum spanning tree (weight: matches / (0.2 + score)) of the largest
-connected group of the remaining pairs.
+   essential matrix's twisted-pair twin, a half turn away). Pairs with fewer than :data:`MIN_PAIR_MATCHES`
+   matches or a score above :data:`MAX_PAIR_SCORE` are dropped; turns follow along a maximum spanning tree
+   (weight: matches / (0.2 + score)) of the largest connected group of the remaining pairs.
 
 Object frame: ``y`` along ``u`` (up), ``z`` the reference copy's direction towards the camera projected on
 the plane, origin at the copy's centre on the plane; ``R_k = Rot(u, theta_k) R_ref``.
@@ -120,7 +120,8 @@ def _in_front(Rxi: np.ndarray, xj: np.ndarray, t: np.ndarray) -> np.ndarray:
     for sign in (1.0, -1.0):
         rhs = -sign * t[:, None, :]
         ra, rb = (a * rhs).sum(-1), (b * rhs).sum(-1)
-        zi, zj = (bb * ra - ab * rb) / np.where(det == 0, 1e-30, det), (aa * rb - ab * ra) / np.where(det == 0, 1e-30, det)
+        safe = np.where(det == 0, 1e-30, det)
+        zi, zj = (bb * ra - ab * rb) / safe, (aa * rb - ab * ra) / safe
         ok.append((zi > 0) & (zj > 0))
     use_plus = ok[0].sum(1) >= ok[1].sum(1)
     return np.where(use_plus[:, None], ok[0], ok[1])
@@ -158,7 +159,8 @@ def pair_turn(pair: PairMatch, u: np.ndarray, K: np.ndarray, step_deg: float = 0
 
 
 def _spanning_turns(n: int, edges: list[tuple[int, int, float, int]], root: int) -> np.ndarray:
-    """Turns ``[n]`` (degrees, NaN where unreached) from ``root`` along a maximum spanning tree of ``(i, j, theta, w)``."""
+    """Turns ``[n]`` (degrees, NaN where unreached) from ``root`` along a maximum spanning tree of the edges
+    ``(i, j, theta, weight)``."""
     turns = np.full(n, np.nan)
     turns[root] = 0.0
     while True:  # Prim: take the heaviest edge leaving the reached set

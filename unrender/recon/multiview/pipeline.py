@@ -187,8 +187,8 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         if state is not None:
             p1.load_state_dict(state["pass1"])
             gen.set_state(state["generator"])
-        train_pass("pass1", "pass 1: shape", p1, cfg.pass1.iterations, start, views, gen, clock, 0.6 * budget, out, bounds,
-               history, cfg, progress)
+        train_pass("pass1", "pass 1: shape", p1, cfg.pass1.iterations, start, views, gen, clock, 0.6 * budget, out,
+                   bounds, history, cfg, progress)
         mesh = bake_pass1(p1, cfg)
         p2 = Pass2(cfg, mesh, p1.light, device)
         start = 0
@@ -199,8 +199,8 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         gen.set_state(state["generator"])
 
     # ---------------------------------------------------------------- pass 2
-    train_pass("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, start, views, gen, clock, budget, out, bounds,
-           history, cfg, progress)
+    train_pass("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, start, views, gen, clock, budget, out,
+               bounds, history, cfg, progress)
     _save_checkpoint(out, _state("pass2", cfg.pass2.iterations, bounds, p2, gen, clock, history))
     with torch.no_grad():
         final = p2.current_mesh()
