@@ -57,18 +57,66 @@ def render_in_photo_frame(mesh: Mesh, camera, light, background=None, material_f
     return RenderOutput(*(cat(n) for n in ("color", "alpha", "depth", "normal", "albedo", "rast")))
 
 
-class CopiesPass1(Pass1):
+def _axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[V,3,3]`` of axis-angle vectors ``w [V,3]`` (Rodrigues; smooth at 0)."""
+    theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)[..., None]
+    k = w / theta[..., 0]
+    z = torch.zeros_like(k[:, 0])
+    K = torch.stack([z, -k[:, 2], k[:, 1], k[:, 2], z, -k[:, 0], -k[:, 1], k[:, 0], z], -1).reshape(-1, 3, 3)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(K)
+    return eye + torch.sin(theta) * K + (1 - torch.cos(theta)) * (K @ K)
+
+
+class PoseCorrection(torch.nn.Module):
+    """Learned corrections of the copies' poses: ``T_k' = E_k T_k`` with ``E_k = [R(w_k) | v_k]`` in the photo frame.
+
+    ``delta [V,6]`` (axis-angle ``w``, translation ``v``) starts at 0; view 0 stays fixed, which removes the
+    gauge (a rigid motion of the object frame) the images cannot see.
+    """
+
+    def __init__(self, views: int):
+        super().__init__()
+        self.delta = torch.nn.Parameter(torch.zeros(views, 6))
+
+    def corrections(self, idx: torch.Tensor) -> torch.Tensor:
+        """``E_k [B,4,4]`` of views ``idx``."""
+        d = self.delta[idx] * (idx != 0).to(self.delta)[:, None]
+        E = torch.zeros(len(idx), 4, 4, dtype=d.dtype, device=d.device)
+        E[:, :3, :3], E[:, :3, 3], E[:, 3, 3] = _axis_angle_matrix(d[:, :3]), d[:, 3:], 1.0
+        return E
+
+    def apply(self, camera, idx: torch.Tensor):
+        """``camera`` (camera-to-object ``C_k = T_k^-1``) with the corrected poses: ``C_k' = C_k E_k^-1``."""
+        E = self.corrections(idx.to(self.delta.device)).to(camera.c2w)
+        return replace(camera, c2w=camera.c2w @ torch.linalg.inv(E))
+
+
+class _CopiesRendering:
+    """Rendering of both passes over copies: poses corrected by ``self.poses`` (when set), photo-frame light."""
+
+    poses: PoseCorrection | None = None
+
+    def _camera(self, camera):
+        return camera if self.poses is None else self.poses.apply(camera, self.view_idx)
+
+    def add_pose_correction(self, poses: PoseCorrection | None, lr: float) -> None:
+        self.poses = poses
+        if poses is not None and lr > 0:
+            self.opt.add_param_group({"params": [poses.delta], "lr": lr, "base_lr": lr})
+
+
+class CopiesPass1(_CopiesRendering, Pass1):
     """:class:`Pass1` rendering every view in the photo frame (:func:`render_in_photo_frame`)."""
 
     def render(self, camera, background, gen):
         self._mesh = self.geometry.mesh()
         if self._mesh.num_faces == 0:
             return None, 0
-        return render_in_photo_frame(self._mesh, camera, self.light, background, material_fn=self.field), \
-            self._mesh.num_faces
+        return render_in_photo_frame(self._mesh, self._camera(camera), self.light, background,
+                                     material_fn=self.field), self._mesh.num_faces
 
 
-class CopiesPass2(Pass2):
+class CopiesPass2(_CopiesRendering, Pass2):
     """:class:`Pass2` rendering every view in the photo frame (:func:`render_in_photo_frame`)."""
 
     def render(self, camera, background, gen):
@@ -76,17 +124,21 @@ class CopiesPass2(Pass2):
 
         if self.topology is None:
             self.topology = build_topology(self.base.faces)
-        out = render_in_photo_frame(self.current_mesh(), camera, self.light, background, topology=self.topology)
+        out = render_in_photo_frame(self.current_mesh(), self._camera(camera), self.light, background,
+                                    topology=self.topology)
         return out, self.base.num_faces
 
 
 def reconstruct_shared_object(views, hull, cfg: MultiViewConfig, out: Path, clock: RunClock | None = None,
-                              budget_s: float = float("inf"), progress: bool = True, device="cpu"):
-    """Pass 1 and pass 2 over the copies' views -> ``(textured mesh on the CPU, light, loss history)``.
+                              budget_s: float = float("inf"), progress: bool = True, device="cpu",
+                              lr_pose: float = 0.0):
+    """Pass 1 and pass 2 over the copies' views -> ``(textured mesh on the CPU, light, loss history,
+    corrected camera-to-object matrices [V,4,4])``.
 
     ``views`` come from :func:`.instance_views.instance_views`, ``hull`` (the whole-photo views that carve the
     initial shape) from :func:`.instance_views.hull_views`; checkpoints go to ``out/checkpoint``;
-    training stops when ``clock.elapsed`` passes ``budget_s`` (60% of it for pass 1).
+    training stops when ``clock.elapsed`` passes ``budget_s`` (60% of it for pass 1). With ``lr_pose > 0``
+    the copies' poses are refined too (:class:`PoseCorrection`, Adam at that learning rate).
     """
     clock = clock or RunClock(0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -94,10 +146,13 @@ def reconstruct_shared_object(views, hull, cfg: MultiViewConfig, out: Path, cloc
     history = {"pass1": [], "pass2": []}
     bounds, sdf_fn, _ = initial_shape(hull, cfg, None)
     p1 = CopiesPass1(cfg, bounds, sdf_fn, device)
+    poses = PoseCorrection(len(views)).to(device) if lr_pose > 0 else None
+    p1.add_pose_correction(poses, lr_pose)
     train_pass("pass1", "pass 1: shape", p1, cfg.pass1.iterations, 0, views, gen, clock, 0.6 * budget_s, out,
                bounds, history, cfg, progress)
     mesh = bake_pass1(p1, cfg)
     p2 = CopiesPass2(cfg, mesh, p1.light, device)
+    p2.add_pose_correction(poses, lr_pose)
     train_pass("pass2", "pass 2: appearance", p2, cfg.pass2.iterations, 0, views, gen, clock, budget_s, out, bounds,
                history, cfg, progress)
     with torch.no_grad():
@@ -106,4 +161,6 @@ def reconstruct_shared_object(views, hull, cfg: MultiViewConfig, out: Path, cloc
         for t in ("base_color", "orm", "normal"):
             setattr(mat, t, getattr(mat, t).detach())
         final = Mesh(m.vertices.detach().cpu(), m.faces.cpu(), uvs=m.uvs.cpu(), uv_faces=m.uv_faces.cpu(), material=mat)
-    return final, p2.light.cpu(), history
+        all_views = torch.arange(len(views))
+        c2o = (views.camera if poses is None else poses.apply(views.camera, all_views)).c2w.detach().cpu()
+    return final, p2.light.cpu(), history, c2o

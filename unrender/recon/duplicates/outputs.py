@@ -81,16 +81,25 @@ def render_scene(mesh: Mesh, object_to_camera, posed, data: DuplicatesInput,
     return o.color[0], o.alpha[0]
 
 
-def rerender_psnr(render: torch.Tensor, alpha: torch.Tensor, data: DuplicatesInput) -> tuple[torch.Tensor, float]:
-    """``(composite, psnr)``: the render over the photo (sRGB ``[H,W,3]``, for viewing) and the PSNR of the render
-    over black against the photo inside the union of all instance masks (sRGB). A copy that was not posed
-    renders black there and counts against the score, as it should."""
+def rerender_psnr(render: torch.Tensor, alpha: torch.Tensor, data: DuplicatesInput,
+                  posed=None) -> tuple[torch.Tensor, float, float]:
+    """``(composite, psnr, psnr_posed)``: the render over the photo (sRGB ``[H,W,3]``, for viewing), the PSNR of the
+    render over black against the photo inside the union of all instance masks (sRGB; a copy that was not
+    posed renders black there and counts against the score, as it should), and the same inside the masks
+    of the posed copies only (``posed [N]``; NaN when none)."""
     photo = linear_to_srgb(torch.as_tensor(data.image).float().clamp(0, 1))
     rendered = linear_to_srgb(unpremultiply(render, alpha).clamp(0, 1)) * alpha
     comp = rendered + photo * (1 - alpha)
-    inside = torch.as_tensor(data.masks).bool().any(0)
-    mse = float((rendered[inside] - photo[inside]).square().mean())
-    return comp, float(10 * np.log10(1.0 / max(mse, 1e-12)))
+    masks = torch.as_tensor(data.masks).bool()
+    posed = torch.ones(len(masks), dtype=torch.bool) if posed is None else torch.as_tensor(np.asarray(posed, bool))
+
+    def psnr(inside):
+        if not bool(inside.any()):
+            return float("nan")
+        mse = float((rendered[inside] - photo[inside]).square().mean())
+        return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+    return comp, psnr(masks.any(0)), psnr(masks[posed].any(0))
 
 
 def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: EnvironmentLight, object_to_camera, posed,
@@ -107,7 +116,7 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
     with torch.no_grad():
         write_hdr(out / "light" / "probe.hdr", light.to_latlong(256, 512).detach().cpu())
     color, alpha = render_scene(mesh, object_to_camera, posed, data, light)
-    comp, psnr = rerender_psnr(color, alpha, data)
+    comp, psnr, psnr_posed = rerender_psnr(color, alpha, data, posed)
     write_png(out / "rerender.png", comp)
     (out / "relit").mkdir(exist_ok=True)
     for i, seed in enumerate(RELIGHT_SEEDS):
@@ -123,6 +132,7 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
     for i, f in enumerate(frames):
         write_png(out / "novel" / f"{i:03d}.png", f)
     metrics = {"copies": int(len(posed)), "copies_posed": int(np.sum(posed)), "rerender_psnr_in_masks": psnr,
+               "rerender_psnr_in_posed_masks": psnr_posed,
                "triangles": mesh.num_faces, "wall_time_s": round(seconds, 1),
                "peak_memory_mib": round(peak_memory_mib(torch.device("cpu")), 1)}
     metrics.update(extra_metrics or {})

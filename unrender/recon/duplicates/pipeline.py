@@ -49,6 +49,9 @@ class DuplicatesConfig:
     """Pass-2 steps of that reconstruction."""
     recon: MultiViewConfig = field(default_factory=lambda: preset("default"))
     """The shared object's reconstruction (the multi-view pipeline's passes; ``train_resolution`` is unused)."""
+    lr_pose: float = 0.001
+    """Adam learning rate of the copies' pose corrections during the final reconstruction (radians and object
+    units per step; 0 keeps the poses fixed). The first posed copy stays fixed."""
     view_size: int = 128
     """Side in pixels of each copy's crop used as a training view."""
     crop_margin: float = 0.15
@@ -118,18 +121,21 @@ def reconstruct_duplicates(data: DuplicatesInput, out: Path, cfg: DuplicatesConf
     info["posed_by_features"] = [bool(p) for p in posed]
     log(f"poses from feature matches: {int(posed.sum())} of {len(posed)} copies ({info['model']} model)")
 
-    def rebuild(recon_cfg, limit):
+    def rebuild(recon_cfg, limit, lr_pose=0.0):
         which = np.nonzero(posed)[0]
         views, _ = instance_views(data, o2c, which, cfg.view_size, cfg.crop_margin)
         hull = hull_views(data, o2c, which, margin=cfg.crop_margin)
         clock = RunClock(time.perf_counter() - start)
-        return reconstruct_shared_object(views, hull, recon_cfg, out, clock, limit, progress)
+        mesh, light, history, c2o = reconstruct_shared_object(views, hull, recon_cfg, out, clock, limit, progress,
+                                                              lr_pose=lr_pose)
+        return mesh, light, history, which, np.linalg.inv(c2o.double().numpy())
 
     if cfg.register_unposed and plane is not None and not posed.all() and posed.sum() >= 1:
-        mesh, light, _ = rebuild(bootstrap_config(cfg), 0.3 * budget)
+        mesh, light, *_ = rebuild(bootstrap_config(cfg), 0.3 * budget)
         o2c, posed = register_unposed(mesh, light, data, o2c, posed, plane, R_ref, cfg.register, cfg.view_size,
                                       cfg.crop_margin, log)
-    mesh, light, history = rebuild(cfg.recon, budget)
+    mesh, light, history, which, refined = rebuild(cfg.recon, budget, cfg.lr_pose)
+    o2c[which] = refined
     (out / "poses.json").write_text(json.dumps(poses_document(data, o2c, posed, info), indent=2) + "\n")
     if points is not None:
         write_points_ply(out / "points.ply", *points)

@@ -73,6 +73,7 @@ class _Pass:
         _set_lr(self.opt, lr_factor(it, c.iterations))
         idx = torch.randint(len(views), (c.batch_size,), generator=gen)
         bg = _random_backgrounds(len(idx), gen, self.device)
+        self.view_idx = idx  # which views this step renders (subclasses with per-view parameters read it)
         target, mask = views.targets(idx.to(views.color.device), bg)
         weight = None if views.weight is None else views.weight[idx.to(views.weight.device)]
         self.opt.zero_grad(set_to_none=True)
