@@ -131,20 +131,21 @@ class CopiesPass2(_CopiesRendering, Pass2):
 
 def reconstruct_shared_object(views, hull, cfg: MultiViewConfig, out: Path, clock: RunClock | None = None,
                               budget_s: float = float("inf"), progress: bool = True, device="cpu",
-                              lr_pose: float = 0.0):
+                              lr_pose: float = 0.0, clip_radius: float | None = None):
     """Pass 1 and pass 2 over the copies' views -> ``(textured mesh on the CPU, light, loss history,
     corrected camera-to-object matrices [V,4,4])``.
 
     ``views`` come from :func:`.instance_views.instance_views`, ``hull`` (the whole-photo views that carve the
     initial shape) from :func:`.instance_views.hull_views`; checkpoints go to ``out/checkpoint``;
     training stops when ``clock.elapsed`` passes ``budget_s`` (60% of it for pass 1). With ``lr_pose > 0``
-    the copies' poses are refined too (:class:`PoseCorrection`, Adam at that learning rate).
+    the copies' poses are refined too (:class:`PoseCorrection`, Adam at that learning rate). ``clip_radius``
+    bounds the initial shape to a ball about the object origin (:func:`..multiview.pipeline.initial_shape`).
     """
     clock = clock or RunClock(0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     history = {"pass1": [], "pass2": []}
-    bounds, sdf_fn, _ = initial_shape(hull, cfg, None)
+    bounds, sdf_fn, _ = initial_shape(hull, cfg, None, clip_radius)
     p1 = CopiesPass1(cfg, bounds, sdf_fn, device)
     poses = PoseCorrection(len(views)).to(device) if lr_pose > 0 else None
     p1.add_pose_correction(poses, lr_pose)

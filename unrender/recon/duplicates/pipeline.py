@@ -52,6 +52,10 @@ class DuplicatesConfig:
     lr_pose: float = 0.001
     """Adam learning rate of the copies' pose corrections during the final reconstruction (radians and object
     units per step; 0 keeps the poses fixed). The first posed copy stays fixed."""
+    extent: float = 1.0
+    """Upright model: the object lies within this distance of its origin, in units where the median copy is
+    about 1 wide. Copies seen from a narrow range of directions leave the visual hull open along their common
+    view direction; this bounds it (0 = no bound)."""
     view_size: int = 128
     """Side in pixels of each copy's crop used as a training view."""
     crop_margin: float = 0.15
@@ -126,8 +130,9 @@ def reconstruct_duplicates(data: DuplicatesInput, out: Path, cfg: DuplicatesConf
         views, _ = instance_views(data, o2c, which, cfg.view_size, cfg.crop_margin)
         hull = hull_views(data, o2c, which, margin=cfg.crop_margin)
         clock = RunClock(time.perf_counter() - start)
+        clip = cfg.extent if info["model"] == "upright" and cfg.extent > 0 else None
         mesh, light, history, c2o = reconstruct_shared_object(views, hull, recon_cfg, out, clock, limit, progress,
-                                                              lr_pose=lr_pose)
+                                                              lr_pose=lr_pose, clip_radius=clip)
         return mesh, light, history, which, np.linalg.inv(c2o.double().numpy())
 
     if cfg.register_unposed and plane is not None and not posed.all() and posed.sum() >= 1:

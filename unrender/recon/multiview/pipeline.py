@@ -91,16 +91,23 @@ def train_pass(stage: str, title: str, trainer, total: int, start: int, views, g
                 last_save = time.perf_counter()
 
 
-def initial_shape(views, cfg: MultiViewConfig, dataset_bounds):
+def initial_shape(views, cfg: MultiViewConfig, dataset_bounds, clip_radius: float | None = None):
     """Visual hull of the training masks (photo-carved when ``cfg.photo_carving``) -> ``(padded bounds [2,3],
-    sdf_fn, mesh)`` for the tet grid."""
+    sdf_fn, mesh)`` for the tet grid. ``clip_radius`` also removes everything farther than that from the origin
+    (a prior on the object's extent where the views leave the hull open, e.g. all from one side)."""
     from ...geometry.inside import signed_distance
     from ..photo_carving import photo_carve
     from ..visual_hull import carve, estimate_bounds, field_surface
 
     camera, masks = views.camera.to(device="cpu"), views.mask.cpu()
     box = dataset_bounds if dataset_bounds is not None else estimate_bounds(camera, masks)
+    if clip_radius is not None:
+        box = torch.stack([box[0].clamp_min(-clip_radius), box[1].clamp_max(clip_radius)])
+        if not bool((box[1] > box[0]).all()):
+            raise InputError(f"the masks' hull lies farther than {clip_radius} from the origin; check the poses.")
     field = carve(camera, masks, box, cfg.hull_resolution)
+    if clip_radius is not None:
+        field.values = field.values * (field.centres().norm(dim=-1) <= clip_radius).reshape(field.values.shape)
     if not bool(field.values.max() > 0.5):
         raise InputError("the masks carve away everything (no point is inside every silhouette); check that the "
                          "cameras and masks belong together (pose convention, image order).")
