@@ -19,12 +19,11 @@ import torch
 
 from ...cameras import Camera
 from ...color import linear_to_srgb, unpremultiply
-from ...io.images import contact_sheet, write_hdr, write_png
-from ...io.mesh_files import save_mesh
+from ...io.images import contact_sheet, write_png
 from ...mesh import Mesh
 from ...render.lights.environment import EnvironmentLight
 from ...render.render_mesh import render_mesh
-from ..multiview.outputs import peak_memory_mib, turntable
+from ..multiview.outputs import peak_memory_mib, turntable, write_mesh_and_light
 from ..multiview.report import write_report
 from .inputs import DuplicatesInput
 
@@ -107,14 +106,7 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
     """Write the files of the module docstring; returns the metrics."""
     from ...data.procedural_env import random_environment
 
-    light = light.cpu()
-    with torch.no_grad():
-        light.build()
-    save_mesh(mesh, out / "mesh" / "mesh.obj")
-    save_mesh(mesh, out / "mesh" / "mesh.glb")
-    (out / "light").mkdir(exist_ok=True)
-    with torch.no_grad():
-        write_hdr(out / "light" / "probe.hdr", light.to_latlong(256, 512).detach().cpu())
+    light = write_mesh_and_light(out, mesh, light)
     color, alpha = render_scene(mesh, object_to_camera, posed, data, light)
     comp, psnr, psnr_posed = rerender_psnr(color, alpha, data, posed)
     write_png(out / "rerender.png", comp)

@@ -73,10 +73,9 @@ def turntable(mesh, light, center, radius: float, frames: int = 24, size: int = 
     return render_rgba(mesh, cam, light)
 
 
-def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: float, gt_mesh=None) -> dict:
-    """Write the files of the module docstring; returns the metrics dict."""
-    from ...data.layouts import read_dataset
-
+def write_mesh_and_light(out: Path, mesh, light):
+    """``out/mesh/mesh.obj`` (+ MTL, textures), ``out/mesh/mesh.glb`` and ``out/light/probe.hdr``; returns the light,
+    built, on the CPU."""
     light = light.cpu()
     with torch.no_grad():
         light.build()
@@ -85,6 +84,14 @@ def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: flo
     (out / "light").mkdir(exist_ok=True)
     with torch.no_grad():
         write_hdr(out / "light" / "probe.hdr", light.to_latlong(256, 512).detach().cpu())
+    return light
+
+
+def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: float, gt_mesh=None) -> dict:
+    """Write the files of the module docstring; returns the metrics dict."""
+    from ...data.layouts import read_dataset
+
+    light = write_mesh_and_light(out, mesh, light)
     metrics = {"triangles": mesh.num_faces, "vertices": mesh.num_vertices, "wall_time_s": round(seconds, 1),
                "peak_memory_mib": round(peak_memory_mib(light.base.device), 1), "preset": cfg.preset}
     grid = None
