@@ -81,6 +81,12 @@ def main() -> None:
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
     rows = []
+
+    def save():  # after every row, so that an interrupted run keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.out.write_text(json.dumps({"args": meta, "rows": rows}, indent=2) + "\n")
+
     cols = ("copies_posed", "posed_by_features", "rotation_deg", "f_score@0.02", "normal_consistency",
             "rerender_psnr", "rerender_psnr_posed", "albedo_psnr", "wall_s")
     print("method        N seed family | " + " | ".join(cols), flush=True)
@@ -94,12 +100,14 @@ def main() -> None:
                 for reg in args.register:
                     r = run_duplicates(scene, base / f"dup_{reg}", args, reg == "on")
                     rows.append({"method": f"duplicates/reg-{reg}", "copies": n, "seed": seed, "family": family, **r})
+                    save()
                     print(f"dup reg-{reg:3s} {n:3d} {seed:4d} {family:6s} | "
                           + " | ".join(f"{r.get(c, float('nan')):.3g}" for c in cols) if "failed" not in r
                           else f"dup reg-{reg} {n} {seed} {family}: failed: {r['failed']}", flush=True)
                 if not args.no_multiview:
                     r = run_multiview(scene, base, n, args)
                     rows.append({"method": "multiview", "copies": n, "seed": seed, "family": family, **r})
+                    save()
                     print(f"multiview   {n:3d} {seed:4d} {family:6s} | F@0.02 {r['f_score@0.02']:.3f} NC "
                           f"{r['normal_consistency']:.3f} {r['wall_s']:.0f} s", flush=True)
     print("\nmeans per method and N:")
@@ -109,9 +117,7 @@ def main() -> None:
             if sel:
                 means = {c: float(np.nanmean([r.get(c, np.nan) for r in sel])) for c in cols if c in sel[0]}
                 print(f"{method:20s} N={n:3d}: " + ", ".join(f"{c} {v:.3g}" for c, v in means.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                                    "rows": rows}, indent=2) + "\n")
+    save()
     print(f"wrote {args.out}")
 
 

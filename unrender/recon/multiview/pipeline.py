@@ -100,11 +100,10 @@ def initial_shape(views, cfg: MultiViewConfig, dataset_bounds, clip_radius: floa
     from ..visual_hull import carve, estimate_bounds, field_surface
 
     camera, masks = views.camera.to(device="cpu"), views.mask.cpu()
-    box = dataset_bounds if dataset_bounds is not None else estimate_bounds(camera, masks)
-    if clip_radius is not None:
-        box = torch.stack([box[0].clamp_min(-clip_radius), box[1].clamp_max(clip_radius)])
-        if not bool((box[1] > box[0]).all()):
-            raise InputError(f"the masks' hull lies farther than {clip_radius} from the origin; check the poses.")
+    if clip_radius is not None:  # the ball's box (a single view's frustum box is unbounded)
+        box = torch.tensor([[-clip_radius] * 3, [clip_radius] * 3], dtype=torch.float32)
+    else:
+        box = dataset_bounds if dataset_bounds is not None else estimate_bounds(camera, masks)
     field = carve(camera, masks, box, cfg.hull_resolution)
     if clip_radius is not None:
         field.values = field.values * (field.centres().norm(dim=-1) <= clip_radius).reshape(field.values.shape)
