@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def initial_poses(data: DuplicatesInput, cfg: DuplicatesConfig, log=print):
             return up.object_to_camera, up.posed, (up.up, up.plane_offset), \
                 up.object_to_camera[up.reference, :3, :3], info, None
         except DataError as exc:
-            warnings.warn(f"upright model not usable ({exc}); falling back to free structure from motion")
+            log(f"warning: upright model not usable ({exc}); falling back to free structure from motion")
     res = estimate_poses(data, cfg.pose, pairs=pairs)
     o2c, posed = res.object_to_camera, res.posed
     info = {"model": "free", "reference": int(res.reference), "reprojection_rmse_px": res.reprojection_rmse_px,
