@@ -40,8 +40,11 @@ class DuplicatesConfig:
     """Feature matching (and, for ``free``, structure from motion) between the copies."""
     register: RegisterConfig = field(default_factory=RegisterConfig)
     """Render-and-compare registration of the copies the matches do not pose."""
-    register_unposed: bool = True
-    """Register the copies feature matching could not pose (needs a plane: always with ``upright``)."""
+    register_unposed: bool = False
+    """Register the copies feature matching could not pose by render-and-compare (needs a plane: always with
+    ``upright``). Off by default: against a reconstruction that never saw their side, copies turned far from
+    the matched ones land at the wrong turn (benchmarks/duplicates.py: mean rotation error 55-66 degrees with
+    it, 1.8-5.8 without; re-render PSNR over all masks 15-17 dB with it, 7-9 dB without)."""
     bootstrap_pass1: int = 150
     """Pass-1 steps of the quick reconstruction the unposed copies are registered against."""
     bootstrap_pass2: int = 60
