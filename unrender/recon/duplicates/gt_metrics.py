@@ -3,10 +3,9 @@
 One photo fixes the object only up to a similarity, so the predicted mesh is first brought into the
 ground truth's object frame:
 
-1. from the poses: with predicted and true object-to-camera poses ``P_k``, ``G_k`` of the posed copies and
-   the depth scale ``s = median_k |t(P_k)| / |t(G_k)|``, every copy gives the similarity
-   ``A_k(x) = G_k^{-1} (P_k x / s)``; their rotations are averaged (the polar factor of the sum) and their
-   translations are averaged;
+1. rotated by the poses: with predicted and true object-to-camera rotations ``P_k``, ``G_k`` of the posed
+   copies, every copy maps predicted object axes to true ones by ``G_k^T P_k``; the rotation is their average
+   (the polar factor of the sum);
 2. scaled and shifted so that both surfaces' samples have the same centroid and RMS radius, then refined
    by rigid ICP (Umeyama rotation on nearest neighbours; a similarity ICP can collapse the scale).
 
@@ -32,15 +31,10 @@ def _transform(mesh: Mesh, scale: float, R: np.ndarray, t: np.ndarray) -> Mesh:
     return replace(mesh, vertices=torch.from_numpy(scale * v @ R.T + t).float(), normals=None)
 
 
-def similarity_from_poses(pred: np.ndarray, gt: np.ndarray, posed: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """``(scale, R, t)`` with ``x_gt ~ scale R x_pred + t`` from the poses of the posed copies (module docstring)."""
+def rotation_from_poses(pred: np.ndarray, gt: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """Rotation ``R [3,3]`` with ``x_gt ~ R x_pred`` up to scale and shift, from the posed copies (module docstring)."""
     idx = np.nonzero(posed)[0]
-    P, G = pred[idx], gt[idx]
-    s = float(np.median(np.linalg.norm(P[:, :3, 3], axis=1) / np.linalg.norm(G[:, :3, 3], axis=1)))
-    Ginv = np.linalg.inv(G)
-    R = _polar(sum(Gi[:3, :3] @ Pi[:3, :3] for Gi, Pi in zip(Ginv, P)))
-    t = np.mean([Gi[:3, :3] @ Pi[:3, 3] / s + Gi[:3, 3] for Gi, Pi in zip(Ginv, P)], axis=0)
-    return 1.0 / s, R, t
+    return _polar(sum(gt[k, :3, :3].T @ pred[k, :3, :3] for k in idx))
 
 
 def icp_rigid(src: np.ndarray, dst: np.ndarray, iterations: int = 15) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +57,7 @@ def align_to_ground_truth(mesh: Mesh, gt_mesh: Mesh, pred_poses: np.ndarray, gt_
                           posed: np.ndarray) -> Mesh:
     """``mesh`` moved into ``gt_mesh``'s frame (module docstring): the pose similarity's rotation, the scale and
     centre that match the two surfaces' RMS radius and centroid, then rigid ICP."""
-    _, R, _ = similarity_from_poses(pred_poses, gt_poses, posed)
+    R = rotation_from_poses(pred_poses, gt_poses, posed)
     coarse = _transform(mesh, 1.0, R, np.zeros(3))
     src = sample_surface(coarse.vertices, coarse.faces, 5000, seed=1)[0].double().numpy()
     dst = sample_surface(gt_mesh.vertices, gt_mesh.faces, 5000, seed=2)[0].double().numpy()

@@ -72,11 +72,11 @@ def scene_mesh(mesh: Mesh, object_to_camera: np.ndarray, posed: np.ndarray) -> M
     return merge_copies(mesh, np.asarray(object_to_camera)[np.asarray(posed, bool)])
 
 
-def render_scene(mesh: Mesh, object_to_camera, posed, data: DuplicatesInput,
-                 light) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linear colour ``[H,W,3]`` and coverage ``[H,W,1]`` of the posed copies seen by the photo's camera."""
+def render_scene(scene: Mesh, data: DuplicatesInput, light) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear colour ``[H,W,3]`` and coverage ``[H,W,1]`` of the copies merged in ``scene``
+    (:func:`scene_mesh`) seen by the photo's camera."""
     with torch.no_grad():
-        o = render_mesh(scene_mesh(mesh, object_to_camera, posed), photo_camera(data), light)
+        o = render_mesh(scene, photo_camera(data), light)
     return o.color[0], o.alpha[0]
 
 
@@ -107,7 +107,8 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
     from ...data.procedural_env import random_environment
 
     light = write_mesh_and_light(out, mesh, light)
-    color, alpha = render_scene(mesh, object_to_camera, posed, data, light)
+    scene = scene_mesh(mesh, object_to_camera, posed)
+    color, alpha = render_scene(scene, data, light)
     comp, psnr, psnr_posed = rerender_psnr(color, alpha, data, posed)
     write_png(out / "rerender.png", comp)
     (out / "relit").mkdir(exist_ok=True)
@@ -115,7 +116,7 @@ def write_outputs(out: Path, data: DuplicatesInput, mesh: Mesh, light: Environme
         other = EnvironmentLight.from_latlong(random_environment(seed, 64, 128), resolution=32)
         with torch.no_grad():
             other.build()
-        c, a = render_scene(mesh, object_to_camera, posed, data, other)
+        c, a = render_scene(scene, data, other)
         rgb = linear_to_srgb(unpremultiply(c, a).clamp(0, 1))
         write_png(out / "relit" / f"light_{i}.png", torch.cat([rgb, a], -1))
     lo, hi = mesh.vertices.amin(0), mesh.vertices.amax(0)
