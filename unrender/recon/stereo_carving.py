@@ -14,9 +14,10 @@ Through a lid, view ``i`` sees a deeper true surface. A per-pixel plane sweep fi
    (standard deviation ``>= min_texture``), else unknown (:func:`sweep_depths`);
 5. a depth deeper than the hull (``k* >= 2``) that beats the lid's own score by ``min_gain`` is kept only when
    at least ``min_consistent`` neighbours' depth maps agree with it within ``2 delta`` (COLMAP's geometric
-   consistency; :func:`consistent_deep_pixels`);
+   consistency; :func:`consistent_pixels`);
 6. a hull voxel is carved when at least ``min_votes`` views have a kept depth behind it by more than
-   ``margin`` voxels along the pixel's ray: those views see past it (:func:`stereo_carve`).
+   ``margin`` voxels along the pixel's ray (those views see past it), and more than ``surface_ratio`` times
+   as many views see past it as see it on their surface (:func:`stereo_carve`).
 
 Texture-less regions and highlights give no confident depth, so they are never carved: like
 :mod:`~unrender.recon.photo_carving`, this only removes what the images contradict, but a window
@@ -80,6 +81,11 @@ class StereoCarveConfig:
     """Voxels kept in front of a kept depth (the surface itself is never carved)."""
     min_votes: int = 2
     """Views that must see past a voxel before it is carved."""
+    surface_ratio: float = 1.0
+    """A voxel is carved only when more than this many times as many views see past it as see it on their surface
+    (a consistent depth within ``surface_band``): a wrong depth in one view cannot tunnel through what others see."""
+    surface_band: float = 0.5
+    """Voxels: how close to a view's consistent depth a voxel counts as on that view's surface."""
 
 
 @dataclass
@@ -191,31 +197,27 @@ def sweep_depths(camera: Camera, grey: torch.Tensor, masks: torch.Tensor, field:
     return depth, best_k, gain
 
 
-def consistent_deep_pixels(camera: Camera, depth: torch.Tensor, best_k: torch.Tensor, gain: torch.Tensor,
-                           delta: float, cfg: StereoCarveConfig) -> torch.Tensor:
-    """Pixels whose depth lies behind the hull, beats the lid by ``min_gain`` and is confirmed by at least
-    ``min_consistent`` neighbours' depths within ``2 delta`` (module docstring, step 5) -> bool ``[N,H,W]``."""
+def consistent_pixels(camera: Camera, depth: torch.Tensor, delta: float, cfg: StereoCarveConfig) -> torch.Tensor:
+    """Pixels whose known depth at least ``cfg.min_consistent`` neighbours' depth maps confirm within ``2 delta``
+    (COLMAP's geometric consistency; module docstring, step 5) -> bool ``[N,H,W]``."""
     n, h, w = depth.shape
     steps = _ray_steps(camera)
     projection = camera.full_projection()
-    deep = torch.isfinite(depth) & (best_k >= 2) & (gain >= cfg.min_gain)
+    consistent = torch.zeros_like(depth, dtype=torch.bool)
     for i, nbrs in enumerate(_neighbours(camera, cfg)):
-        idx = deep[i].nonzero()
+        idx = torch.isfinite(depth[i]).nonzero()
         if not idx.numel() or not nbrs:
-            deep[i] = False
             continue
         x = camera.center[i] + depth[i][idx[:, 0], idx[:, 1], None] * steps[i][idx[:, 0], idx[:, 1]]  # [P,3]
-        clip = x @ projection[nbrs, :3, :3].transpose(1, 2) + projection[nbrs, None, :3, 3]
-        wc = x @ projection[nbrs, 3, :3].T + projection[nbrs, 3, 3]
-        wc = wc.T  # [M,P]
+        clip = x @ projection[nbrs, :3, :3].transpose(1, 2) + projection[nbrs, None, :3, 3]  # [M,P,3]
+        wc = (x @ projection[nbrs, 3, :3].T + projection[nbrs, 3, 3]).T  # [M,P]
         col = ((clip[..., 0] / wc + 1) * 0.5 * w).floor().long()
         row = ((1 - clip[..., 1] / wc) * 0.5 * h).floor().long()
         inside = (wc > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
         theirs = depth[torch.tensor(nbrs)[:, None], row.clamp(0, h - 1), col.clamp(0, w - 1)]
         agree = inside & ((theirs - wc).abs() <= 2 * delta)
-        keep = agree.sum(0) >= cfg.min_consistent
-        deep[i][idx[:, 0], idx[:, 1]] = keep
-    return deep
+        consistent[i][idx[:, 0], idx[:, 1]] = agree.sum(0) >= cfg.min_consistent
+    return consistent
 
 
 def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCarveConfig | None = None,
@@ -248,11 +250,13 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
     front = _depth_maps(cam, hull)
     depth, best_k, gain = sweep_depths(cam, _grey(c, m), m, field, front, cfg)
     delta = cfg.depth_range * max(field.values.shape) * field.step / cfg.depth_samples
-    deep = consistent_deep_pixels(cam, depth, best_k, gain, delta, cfg)
+    consistent = consistent_pixels(cam, depth, delta, cfg)
+    deep = consistent & (best_k >= 2) & (gain >= cfg.min_gain)
 
     # step 6: votes of the views that see past each occupied voxel
     centres = field.centres().float().reshape(*occupied.shape, 3)[occupied]  # [V,3]
     votes = torch.zeros(len(centres), dtype=torch.long)
+    surface = torch.zeros(len(centres), dtype=torch.long)
     projection = cam.full_projection()
     for i in range(n):
         if not bool(deep[i].any()):
@@ -263,9 +267,10 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
         row = ((1 - clip[:, 1] / wc) * 0.5 * h).floor().long()
         inside = (wc > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
         r, q = row.clamp(0, h - 1), col.clamp(0, w - 1)
-        behind = depth[i][r, q] - wc > cfg.margin * field.step
-        votes += (inside & deep[i][r, q] & behind).long()
-    carved = votes >= cfg.min_votes
+        gap = depth[i][r, q] - wc  # NaN where the view has no depth there
+        votes += (inside & deep[i][r, q] & (gap > cfg.margin * field.step)).long()
+        surface += (inside & consistent[i][r, q] & (gap.abs() <= cfg.surface_band * field.step)).long()
+    carved = (votes >= cfg.min_votes) & (votes > cfg.surface_ratio * surface)
     values = field.values.clone()
     flat = values[occupied]
     flat[carved] = 0.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ...config_overrides import apply_overrides as override_fields
 from ...errors import InputError
+from ..stereo_carving import StereoCarveConfig
 
 
 @dataclass
@@ -110,11 +111,12 @@ class MultiViewConfig:
     """Triangle budget of the final mesh (0 = no simplification)."""
     hull_resolution: int = 96
     """Voxels per axis of the visual hull that gives the bounding box and the initial shape."""
-    photo_carving: bool = False
-    """Carve photo-inconsistent voxels from the visual hull before pass 1 (:mod:`unrender.recon.photo_carving`).
-    Opens part of what the silhouettes closed: on a bowl (fast preset) Chamfer-L1 0.031 -> 0.026, normal
-    consistency 0.865 -> 0.892, PSNR 27.9 -> 29.5 dB, but F@0.01 0.606 -> 0.575; off by default until it
-    wins on every metric."""
+    carving: str = "stereo"
+    """How the visual hull is opened where the silhouettes closed it (a bowl, a mug's inside) before pass 1:
+    ``stereo`` (depths matched between views, :mod:`unrender.recon.stereo_carving`), ``photo`` (per-voxel colour
+    agreement, :mod:`unrender.recon.photo_carving`; less robust) or ``none``."""
+    stereo: StereoCarveConfig = field(default_factory=StereoCarveConfig)
+    """Settings of the stereo carving (``--set stereo.min_votes=3``)."""
     checkpoint_minutes: float = 3.0
     """Write a checkpoint at least this often (and at the end of each pass)."""
     max_minutes: float = 0.0
@@ -170,4 +172,7 @@ def config_from_dict(d: dict) -> MultiViewConfig:
     """Inverse of :func:`config_to_dict` (used by ``--resume``)."""
     d = dict(d)
     p1, p2 = Pass1Config(**d.pop("pass1")), Pass2Config(**d.pop("pass2"))
-    return MultiViewConfig(pass1=p1, pass2=p2, **d)
+    if "photo_carving" in d:  # configs written before ``carving`` replaced it
+        d["carving"] = "photo" if d.pop("photo_carving") else "none"
+    stereo = StereoCarveConfig(**d.pop("stereo", {}))
+    return MultiViewConfig(pass1=p1, pass2=p2, stereo=stereo, **d)

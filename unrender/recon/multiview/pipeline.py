@@ -92,13 +92,16 @@ def train_pass(stage: str, title: str, trainer, total: int, start: int, views, g
 
 
 def initial_shape(views, cfg: MultiViewConfig, dataset_bounds, clip_radius: float | None = None):
-    """Visual hull of the training masks (photo-carved when ``cfg.photo_carving``) -> ``(padded bounds [2,3],
+    """Visual hull of the training masks (opened by ``cfg.carving``) -> ``(padded bounds [2,3],
     sdf_fn, mesh)`` for the tet grid. ``clip_radius`` also removes everything farther than that from the origin
     (a prior on the object's extent where the views leave the hull open, e.g. all from one side)."""
     from ...geometry.inside import signed_distance
     from ..photo_carving import photo_carve
+    from ..stereo_carving import stereo_carve
     from ..visual_hull import carve, estimate_bounds, field_surface
 
+    if cfg.carving not in ("stereo", "photo", "none"):
+        raise InputError(f"carving must be stereo, photo or none; got {cfg.carving!r}.")
     camera, masks = views.camera.to(device="cpu"), views.mask.cpu()
     if clip_radius is not None:  # the ball's box (a single view's frustum box is unbounded)
         box = torch.tensor([[-clip_radius] * 3, [clip_radius] * 3], dtype=torch.float32)
@@ -110,8 +113,10 @@ def initial_shape(views, cfg: MultiViewConfig, dataset_bounds, clip_radius: floa
     if not bool(field.values.max() > 0.5):
         raise InputError("the masks carve away everything (no point is inside every silhouette); check that the "
                          "cameras and masks belong together (pose convention, image order).")
-    if cfg.photo_carving:
+    if cfg.carving == "photo":
         field = photo_carve(camera, views.color.cpu(), masks, field).field
+    elif cfg.carving == "stereo":
+        field = stereo_carve(camera, views.color.cpu(), masks, field, cfg.stereo).field
     hull = field_surface(field)
     lo, hi = hull.vertices.amin(0), hull.vertices.amax(0)
     bounds = padded_bounds(torch.stack([lo, hi]), 0.1)
