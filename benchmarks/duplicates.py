@@ -31,13 +31,13 @@ from unrender.errors import UnrenderError
 from unrender.io.mesh_files import load_mesh
 from unrender.metrics.geometry import evaluate_meshes
 from unrender.recon.duplicates import read_duplicates_input
-from unrender.recon.duplicates.pipeline import DuplicatesConfig, reconstruct_duplicates
+from unrender.recon.duplicates.pipeline import DuplicatesConfig, reconstruct_duplicates, recon_preset
 from unrender.recon.multiview import preset, reconstruct
 
 
 def run_duplicates(scene: Path, out: Path, args, register: bool) -> dict:
     data = read_duplicates_input(scene / "image.png", scene / "instances.png", fov=40)
-    cfg = apply_overrides(DuplicatesConfig(recon=preset(args.preset), register_unposed=register), args.set)
+    cfg = apply_overrides(DuplicatesConfig(recon=recon_preset(args.preset), register_unposed=register), args.set)
     out.mkdir(parents=True)
     t0 = time.time()
     try:

@@ -50,11 +50,10 @@ def duplicates(image: Path = typer.Argument(..., help="The photo (PNG/JPEG sRGB,
     from .config_overrides import apply_overrides
     from .data.synth import prepare_output
     from .recon.duplicates import read_duplicates_input
-    from .recon.duplicates.pipeline import DuplicatesConfig, reconstruct_duplicates
-    from .recon.multiview import preset as make_preset
+    from .recon.duplicates.pipeline import DuplicatesConfig, reconstruct_duplicates, recon_preset
 
     try:
-        cfg = DuplicatesConfig(recon=make_preset(preset))
+        cfg = DuplicatesConfig(recon=recon_preset(preset))
         cfg.pose.match.rotations = rotations
         extra = [f"max_minutes={max_minutes}"] if max_minutes is not None else []
         cfg = apply_overrides(cfg, list(set_) + extra)

@@ -3,7 +3,8 @@
 The visual hull puts a lid on every opening the silhouettes cannot see into (a bowl, a vase's mouth).
 Through a lid, view ``i`` sees a deeper true surface. A per-pixel plane sweep finds that depth:
 
-1. the hull's own surface gives each view's front depth ``f_i(p)`` (:func:`front_depths`);
+1. the hull's own surface, rasterized, gives each view's front depth ``f_i(p)``; the images are turned grey
+   and blurred by ``blur_px`` (path-traced noise is texture that would match by chance);
 2. candidate depths ``d_k = f_i(p) + k * delta`` (``k = 0..K-1``) give points ``X_k`` on the pixel's ray; a
    candidate outside the hull, or outside a neighbour's image, scores -1;
 3. every neighbour view ``j`` (the ``neighbours`` nearest viewing directions) is sampled at ``pi_j(X_k)``,
@@ -16,8 +17,7 @@ Through a lid, view ``i`` sees a deeper true surface. A per-pixel plane sweep fi
    at least ``min_consistent`` neighbours' depth maps agree with it within ``2 delta`` (COLMAP's geometric
    consistency; :func:`consistent_pixels`);
 6. a hull voxel is carved when at least ``min_votes`` views have a kept depth behind it by more than
-   ``margin`` voxels along the pixel's ray (those views see past it), and more than ``surface_ratio`` times
-   as many views see past it as see it on their surface (:func:`stereo_carve`).
+   ``margin`` voxels along the pixel's ray: those views see past it (:func:`stereo_carve`).
 
 Texture-less regions and highlights give no confident depth, so they are never carved: like
 :mod:`~unrender.recon.photo_carving`, this only removes what the images contradict, but a window
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 
 from ..cameras import Camera
 from ..color import linear_to_srgb
@@ -67,6 +68,8 @@ class StereoCarveConfig:
     """How far behind the hull's front the sweep looks, as a fraction of the hull's longest side."""
     patch: int = 5
     """Correlation window side in pixels (odd)."""
+    blur_px: float = 0.6
+    """Gaussian blur (pixels) of the grey images first: path-traced noise is texture that matches by chance."""
     best_of: int = 2
     """Neighbours whose scores are averaged (the best ones)."""
     min_score: float = 0.7
@@ -81,11 +84,6 @@ class StereoCarveConfig:
     """Voxels kept in front of a kept depth (the surface itself is never carved)."""
     min_votes: int = 2
     """Views that must see past a voxel before it is carved."""
-    surface_ratio: float = 1.0
-    """A voxel is carved only when more than this many times as many views see past it as see it on their surface
-    (a consistent depth within ``surface_band``): a wrong depth in one view cannot tunnel through what others see."""
-    surface_band: float = 0.5
-    """Voxels: how close to a view's consistent depth a voxel counts as on that view's surface."""
 
 
 @dataclass
@@ -105,10 +103,13 @@ class StereoCarveResult:
     deep: torch.Tensor
 
 
-def _grey(colors: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """sRGB luminance ``[N,H,W]`` of un-premultiplied linear ``colors [N,H,W,3]``."""
+def _grey(colors: torch.Tensor, masks: torch.Tensor, blur_px: float) -> torch.Tensor:
+    """sRGB luminance ``[N,H,W]`` of un-premultiplied linear ``colors [N,H,W,3]``, blurred by ``blur_px``."""
     c = torch.where(masks[..., None] > 1e-3, colors / masks[..., None].clamp_min(1e-3), colors).clamp(0, 1)
-    return linear_to_srgb(c) @ torch.tensor([0.299, 0.587, 0.114])
+    grey = linear_to_srgb(c) @ torch.tensor([0.299, 0.587, 0.114])
+    if blur_px > 0:
+        grey = torch.from_numpy(gaussian_filter(grey.numpy(), (0, blur_px, blur_px), mode="nearest")).float()
+    return grey
 
 
 def _neighbours(camera: Camera, cfg: StereoCarveConfig) -> list[list[int]]:
@@ -248,7 +249,7 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
     if hull.num_faces == 0:
         return StereoCarveResult(field, 0, torch.full((n, h, w), float("nan")), empty)
     front = _depth_maps(cam, hull)
-    depth, best_k, gain = sweep_depths(cam, _grey(c, m), m, field, front, cfg)
+    depth, best_k, gain = sweep_depths(cam, _grey(c, m, cfg.blur_px), m, field, front, cfg)
     delta = cfg.depth_range * max(field.values.shape) * field.step / cfg.depth_samples
     consistent = consistent_pixels(cam, depth, delta, cfg)
     deep = consistent & (best_k >= 2) & (gain >= cfg.min_gain)
@@ -256,7 +257,6 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
     # step 6: votes of the views that see past each occupied voxel
     centres = field.centres().float().reshape(*occupied.shape, 3)[occupied]  # [V,3]
     votes = torch.zeros(len(centres), dtype=torch.long)
-    surface = torch.zeros(len(centres), dtype=torch.long)
     projection = cam.full_projection()
     for i in range(n):
         if not bool(deep[i].any()):
@@ -269,8 +269,7 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
         r, q = row.clamp(0, h - 1), col.clamp(0, w - 1)
         gap = depth[i][r, q] - wc  # NaN where the view has no depth there
         votes += (inside & deep[i][r, q] & (gap > cfg.margin * field.step)).long()
-        surface += (inside & consistent[i][r, q] & (gap.abs() <= cfg.surface_band * field.step)).long()
-    carved = (votes >= cfg.min_votes) & (votes > cfg.surface_ratio * surface)
+    carved = votes >= cfg.min_votes
     values = field.values.clone()
     flat = values[occupied]
     flat[carved] = 0.0

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class DuplicatesConfig:
     """Pass-1 steps of the quick reconstruction the unposed copies are registered against."""
     bootstrap_pass2: int = 60
     """Pass-2 steps of that reconstruction."""
-    recon: MultiViewConfig = field(default_factory=lambda: preset("default"))
+    recon: MultiViewConfig = field(default_factory=lambda: recon_preset("default"))
     """The shared object's reconstruction (the multi-view pipeline's passes; ``train_resolution`` is unused)."""
     lr_pose: float = 0.001
     """Adam learning rate of the copies' pose corrections during the final reconstruction (radians and object
@@ -64,6 +65,13 @@ class DuplicatesConfig:
     """Margin around each copy's mask box in its crop, fraction of the box's longer side."""
     max_minutes: float = 0.0
     """Time budget of the whole run (0 = none); the reconstruction stops early and every output is still written."""
+
+
+def recon_preset(name: str) -> MultiViewConfig:
+    """The multi-view preset ``name`` for the shared object, without the hull's stereo carving: the copies' crops
+    see the object from a narrow range of directions, and carving was not measured there (``--set
+    recon.carving=stereo`` turns it on)."""
+    return dataclasses.replace(preset(name), carving="none")
 
 
 def bootstrap_config(cfg: DuplicatesConfig) -> MultiViewConfig:
