@@ -68,6 +68,9 @@ class StereoCarveConfig:
     """How far behind the hull's front the sweep looks, as a fraction of the hull's longest side."""
     patch: int = 5
     """Correlation window side in pixels (odd)."""
+    max_resolution: int = 128
+    """Longest image side the sweep runs at (larger images are area-downsampled first): it averages away
+    path-traced noise, which otherwise matches by chance, and bounds the cost."""
     blur_px: float = 0.6
     """Gaussian blur (pixels) of the grey images first: path-traced noise is texture that matches by chance."""
     best_of: int = 2
@@ -93,8 +96,9 @@ class StereoCarveResult:
     Attributes:
         field: the hull field with carved voxels set to 0 (same grid as the input).
         removed: number of voxels carved.
-        depth: ``[N,H,W]`` the sweep's depths (NaN where unknown), row 0 = top.
-        deep: ``[N,H,W]`` bool, the pixels whose depth carved (deeper than the hull, confident, consistent).
+        depth: ``[N,h,w]`` the sweep's depths (NaN where unknown), row 0 = top, at the sweep's image size
+            (``cfg.max_resolution``).
+        deep: ``[N,h,w]`` bool, the pixels whose depth carved (deeper than the hull, confident, consistent).
     """
 
     field: VoxelField
@@ -243,6 +247,12 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
         raise InputError(f"patch must be an odd number >= 3; got {cfg.patch}.")
     cam = camera.to(device="cpu", dtype=torch.float32)
     n, h, w = m.shape
+    if max(h, w) > cfg.max_resolution > 0:
+        h, w = max(1, round(h * cfg.max_resolution / max(h, w))), max(1, round(w * cfg.max_resolution / max(h, w)))
+        sx, sy = w / cam.width, h / cam.height
+        cam = Camera(cam.c2w, cam.fx * sx, cam.fy * sy, cam.cx * sx, cam.cy * sy, w, h, cam.near, cam.far)
+        m = F.interpolate(m[:, None], size=(h, w), mode="area")[:, 0]
+        c = F.interpolate(c.permute(0, 3, 1, 2), size=(h, w), mode="area").permute(0, 2, 3, 1)
     occupied = field.values > hull_level
     hull = field_surface(VoxelField(occupied.float(), field.origin, field.step))
     empty = torch.zeros(n, h, w, dtype=torch.bool)
