@@ -48,7 +48,7 @@ from scipy.ndimage import gaussian_filter
 from ..cameras import Camera
 from ..color import linear_to_srgb
 from ..errors import InputError
-from .photo_carving import _depth_maps
+from .photo_carving import _depth_maps, _project
 from .visual_hull import VoxelField, _check_masks, field_surface
 
 
@@ -214,10 +214,8 @@ def consistent_pixels(camera: Camera, depth: torch.Tensor, delta: float, cfg: St
         if not idx.numel() or not nbrs:
             continue
         x = camera.center[i] + depth[i][idx[:, 0], idx[:, 1], None] * steps[i][idx[:, 0], idx[:, 1]]  # [P,3]
-        clip = x @ projection[nbrs, :3, :3].transpose(1, 2) + projection[nbrs, None, :3, 3]  # [M,P,3]
-        wc = (x @ projection[nbrs, 3, :3].T + projection[nbrs, 3, 3]).T  # [M,P]
-        col = ((clip[..., 0] / wc + 1) * 0.5 * w).floor().long()
-        row = ((1 - clip[..., 1] / wc) * 0.5 * h).floor().long()
+        px, py, wc = _project(projection[nbrs], x, h, w)  # [M,P]
+        col, row = px.floor().long(), py.floor().long()
         inside = (wc > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
         theirs = depth[torch.tensor(nbrs)[:, None], row.clamp(0, h - 1), col.clamp(0, w - 1)]
         agree = inside & ((theirs - wc).abs() <= 2 * delta)
@@ -271,10 +269,8 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
     for i in range(n):
         if not bool(deep[i].any()):
             continue
-        clip = centres @ projection[i, :3, :3].T + projection[i, :3, 3]
-        wc = centres @ projection[i, 3, :3] + projection[i, 3, 3]
-        col = ((clip[:, 0] / wc + 1) * 0.5 * w).floor().long()
-        row = ((1 - clip[:, 1] / wc) * 0.5 * h).floor().long()
+        px, py, wc = (t[0] for t in _project(projection[i:i + 1], centres, h, w))
+        col, row = px.floor().long(), py.floor().long()
         inside = (wc > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
         r, q = row.clamp(0, h - 1), col.clamp(0, w - 1)
         gap = depth[i][r, q] - wc  # NaN where the view has no depth there
