@@ -10,7 +10,7 @@ from unrender.errors import InputError
 from unrender.geometry.inside import inside_mesh
 from unrender.io.mesh_files import load_mesh
 from unrender.recon.multiview.views import training_views
-from unrender.recon.stereo_carving import StereoCarveConfig, stereo_carve
+from unrender.recon.stereo_carving import StereoCarveConfig, stereo_carve, sweep_step
 from unrender.recon.visual_hull import carve
 from unrender.render.render_mesh import render_mesh
 
@@ -38,7 +38,7 @@ def test_sweep_depths_match_the_rendered_depths(bowl_case):
     known = torch.isfinite(result.depth) & (true > 0)
     assert int(known.sum()) > 0.3 * int((views.mask > 0.5).sum())
     err = (result.depth[known] - true[known]).abs()
-    delta = StereoCarveConfig().depth_range * max(field.values.shape) * field.step / StereoCarveConfig().depth_samples
+    delta = sweep_step(field, StereoCarveConfig())
     # the sweep is quantised to steps of delta from the hull's front, so half a step is the floor
     assert float(err.median()) < 1.5 * delta, (float(err.median()), delta)
     # the depths that carve are the trusted ones: almost all within two sweep steps of the truth

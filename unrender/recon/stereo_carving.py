@@ -126,6 +126,12 @@ def _neighbours(camera: Camera, cfg: StereoCarveConfig) -> list[list[int]]:
     return [[int(j) for j in row if bool(allowed[i, j])] for i, row in enumerate(order)]
 
 
+def sweep_step(field: VoxelField, cfg: StereoCarveConfig) -> float:
+    """World distance ``delta`` between the sweep's candidate depths: ``depth_range`` of the field's longest side
+    over ``depth_samples``."""
+    return cfg.depth_range * max(field.values.shape) * field.step / cfg.depth_samples
+
+
 def _ray_steps(camera: Camera) -> torch.Tensor:
     """World offset per unit of camera depth for every pixel centre ``[N,H,W,3]`` (``X = centre + depth * step``)."""
     ys, xs = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
@@ -166,8 +172,7 @@ def sweep_depths(camera: Camera, grey: torch.Tensor, masks: torch.Tensor, field:
         its score minus the best score at the hull's front (``k <= 1``).
     """
     n, h, w = grey.shape
-    size = field.values.shape
-    delta = cfg.depth_range * max(size) * field.step / cfg.depth_samples
+    delta = sweep_step(field, cfg)
     steps = _ray_steps(camera)
     centre = camera.center
     projection = camera.full_projection()
@@ -202,15 +207,16 @@ def sweep_depths(camera: Camera, grey: torch.Tensor, masks: torch.Tensor, field:
     return depth, best_k, gain
 
 
-def consistent_pixels(camera: Camera, depth: torch.Tensor, delta: float, cfg: StereoCarveConfig) -> torch.Tensor:
-    """Pixels whose known depth at least ``cfg.min_consistent`` neighbours' depth maps confirm within ``2 delta``
-    (COLMAP's geometric consistency; module docstring, step 5) -> bool ``[N,H,W]``."""
+def consistent_pixels(camera: Camera, depth: torch.Tensor, candidates: torch.Tensor, delta: float,
+                      cfg: StereoCarveConfig) -> torch.Tensor:
+    """The ``candidates [N,H,W]`` whose known depth at least ``cfg.min_consistent`` neighbours' depth maps confirm
+    within ``2 delta`` (COLMAP's geometric consistency; module docstring, step 5) -> bool ``[N,H,W]``."""
     n, h, w = depth.shape
     steps = _ray_steps(camera)
     projection = camera.full_projection()
     consistent = torch.zeros_like(depth, dtype=torch.bool)
     for i, nbrs in enumerate(_neighbours(camera, cfg)):
-        idx = torch.isfinite(depth[i]).nonzero()
+        idx = (candidates[i] & torch.isfinite(depth[i])).nonzero()
         if not idx.numel() or not nbrs:
             continue
         x = camera.center[i] + depth[i][idx[:, 0], idx[:, 1], None] * steps[i][idx[:, 0], idx[:, 1]]  # [P,3]
@@ -258,9 +264,8 @@ def stereo_carve(camera: Camera, colors, masks, field: VoxelField, cfg: StereoCa
         return StereoCarveResult(field, 0, torch.full((n, h, w), float("nan")), empty)
     front = _depth_maps(cam, hull)
     depth, best_k, gain = sweep_depths(cam, _grey(c, m, cfg.blur_px), m, field, front, cfg)
-    delta = cfg.depth_range * max(field.values.shape) * field.step / cfg.depth_samples
-    consistent = consistent_pixels(cam, depth, delta, cfg)
-    deep = consistent & (best_k >= 2) & (gain >= cfg.min_gain)
+    candidates = (best_k >= 2) & (gain >= cfg.min_gain)  # deeper than the lid and better than it
+    deep = consistent_pixels(cam, depth, candidates, sweep_step(field, cfg), cfg)
 
     # step 6: votes of the views that see past each occupied voxel
     centres = field.centres().float().reshape(*occupied.shape, 3)[occupied]  # [V,3]
