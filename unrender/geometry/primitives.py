@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputError
 from ..mesh import Mesh
+from .boolean import union_parts
 
 # A chart is (points[N,3], uv_world[N,2], tris[M,3]): uvs in world-length units before packing.
 Chart = tuple
@@ -111,14 +112,21 @@ def mesh_from_charts(charts: list[Chart], weld_tol: float = 1e-9) -> Mesh:
     remap[used] = np.arange(len(used))
     uv_all = np.concatenate(uvs)[used]
     uv_faces = remap[uv_faces]
-    vol = _signed_volume(verts, faces)
+    vol = signed_volume(verts, faces)
     if vol < 0:
         faces, uv_faces = faces[:, ::-1], uv_faces[:, ::-1]
     return Mesh(vertices=torch.tensor(verts, dtype=torch.float32), faces=torch.tensor(faces.copy()),
                 uvs=torch.tensor(uv_all, dtype=torch.float32), uv_faces=torch.tensor(uv_faces.copy()))
 
 
-def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
+def signed_volume(v: np.ndarray, f: np.ndarray) -> float:
+    """Volume enclosed by a closed mesh, ``sum_f v0 . (v1 x v2) / 6`` (divergence theorem): positive when the
+    faces ``f[F,3]`` over ``v[V,3]`` face outwards.
+
+    Example:
+        >>> round(signed_volume(box((1.0, 2.0, 3.0)).vertices.double().numpy(), box((1.0, 2.0, 3.0)).faces.numpy()), 6)
+        6.0
+    """
     a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
@@ -412,13 +420,15 @@ def icosphere(subdivisions: int = 3, radius: float = 0.5) -> Mesh:
                 uvs=torch.tensor(uv, dtype=torch.float32), uv_faces=torch.tensor(uf))
 
 
-def assemble(meshes: list[Mesh], gutter: float = 0.02) -> Mesh:
+def assemble(meshes: list[Mesh], gutter: float = 0.02, union: bool = False) -> Mesh:
     """Concatenate parts into one mesh with one uv atlas.
 
     Positions and faces are stacked (indices offset); each part's uvs ``[T_k,2]`` are scaled by
     ``sqrt(surface area / uv area)`` so all parts share one texel density, then packed side by side
     into [0,1]^2 with a ``gutter`` (fraction of the atlas). Materials are dropped. All parts must have
-    uvs, or none. Closed parts give a closed (watertight) union.
+    uvs, or none. Closed parts give a closed (watertight) result; where they overlap, the stack keeps
+    the faces inside other parts unless ``union`` replaces it by the union's outer surface
+    (:func:`unrender.geometry.boolean.union_parts`; every part must then be closed).
 
     Example:
         >>> m = assemble([box((1.0, 0.1, 1.0)), cylinder(0.05, 1.0, segments=12)])
@@ -448,10 +458,14 @@ def assemble(meshes: list[Mesh], gutter: float = 0.02) -> Mesh:
             uv_faces.append(uf + to)
             to += len(uv)
     out_uv = np.concatenate(_pack_uv_sets(uvs, gutter)) if uvs else None
-    return Mesh(vertices=torch.tensor(np.concatenate(verts), dtype=torch.float32),
-                faces=torch.tensor(np.concatenate(faces)),
-                uvs=None if out_uv is None else torch.tensor(out_uv, dtype=torch.float32),
-                uv_faces=None if out_uv is None else torch.tensor(np.concatenate(uv_faces)))
+    stacked = Mesh(vertices=torch.tensor(np.concatenate(verts), dtype=torch.float32),
+                   faces=torch.tensor(np.concatenate(faces)),
+                   uvs=None if out_uv is None else torch.tensor(out_uv, dtype=torch.float32),
+                   uv_faces=None if out_uv is None else torch.tensor(np.concatenate(uv_faces)))
+    if not union:
+        return stacked
+    part_of_face = np.repeat(np.arange(len(meshes)), [m.num_faces for m in meshes])
+    return union_parts(stacked, part_of_face)
 
 
 def normalize_to_unit_box(mesh: Mesh, size: float = 1.0) -> Mesh:

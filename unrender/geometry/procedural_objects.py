@@ -4,7 +4,9 @@
 centred at the origin with its longest bounding-box side = 1. Families are chosen to cover the
 hard cases of inverse rendering: concave interiors (``vase``, ``bowl``), a hole (``mug``), thin
 parts (``table``, ``chair``), a thin self-near tube (``knot``) and a smooth organic shape (``blob``).
-Parts of multi-part objects overlap slightly instead of touching, so no two parts share a vertex.
+Parts of multi-part objects overlap and are merged by a boolean union, so the mesh is the object's
+outer surface: no face lies inside another part (a ground truth with such faces would count surface
+no camera can see in Chamfer and F-score).
 
 Example:
     >>> m = procedural_object("mug", seed=3)
@@ -118,7 +120,7 @@ def _mug(rng) -> Mesh:
     pts = np.array(pts)
     curve = np.stack([pts[:, 0], pts[:, 1], np.zeros(len(pts))], 1)
     handle = mesh_from_charts(tube_charts(curve, tube_r, sides=12, n_charts=2))
-    return assemble([body, handle])
+    return assemble([body, handle], union=True)
 
 
 def _leg(rng, x, z, top, thickness, round_legs):
@@ -144,7 +146,7 @@ def _table(rng) -> Mesh:
     parts = [box((w, top_t, d), subdivisions=24, center=(0.0, h - top_t / 2, 0.0))]
     # legs end inside the top
     parts += _corner_legs(rng, w / 2 - inset - leg_t / 2, d / 2 - inset - leg_t / 2, h - top_t / 2, leg_t, round_legs)
-    return assemble(parts)
+    return assemble(parts, union=True)
 
 
 def _chair(rng) -> Mesh:
@@ -165,7 +167,7 @@ def _chair(rng) -> Mesh:
     panel_h = back_h * rng.uniform(0.35, 0.6)
     parts.append(box((w - 2 * leg_t + leg_t * 0.6, panel_h, back_t), subdivisions=12,
                      center=(0.0, seat_h + back_h - panel_h / 2 - 0.02, z_back)))
-    return assemble(parts)
+    return assemble(parts, union=True)
 
 
 def _knot(rng) -> Mesh:

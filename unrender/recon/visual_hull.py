@@ -39,6 +39,7 @@ from ..cameras import Camera
 from ..checks import float_tensor
 from ..errors import InputError
 from ..mesh import Mesh
+from ..geometry.primitives import signed_volume
 
 
 @dataclass
@@ -234,11 +235,6 @@ def estimate_bounds(camera: Camera, masks, threshold: float = 0.5, resolution: i
     return torch.from_numpy(np.stack([np.maximum(box_lo, lo), np.minimum(box_hi, hi)]))
 
 
-def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
 def visual_hull(camera: Camera, masks, bounds=None, resolution: int = 128, threshold: float = 0.5,
                 smoothing: float = 0.75) -> Mesh:
     """Triangle mesh of the visual hull of ``masks`` seen by ``camera``, in world coordinates.
@@ -301,6 +297,6 @@ def field_surface(field: VoxelField, threshold: float = 0.5, smoothing: float = 
     verts, faces, _, _ = marching_cubes(values, level=threshold, spacing=(field.step,) * 3)
     verts = verts + field.origin.numpy() - 0.5 * field.step  # padded index i sits at origin + (i - 0.5) step
     faces = faces.astype(np.int64)
-    if _signed_volume(verts, faces) < 0:
+    if signed_volume(verts, faces) < 0:
         faces = faces[:, ::-1].copy()
     return Mesh(vertices=torch.tensor(verts, dtype=torch.float32), faces=torch.from_numpy(faces))

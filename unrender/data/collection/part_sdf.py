@@ -38,6 +38,7 @@ import torch
 
 from ...errors import InputError
 from ...mesh import Mesh
+from ...geometry.primitives import signed_volume
 
 
 def _vec(x) -> np.ndarray:
@@ -218,11 +219,6 @@ def parts_bounds(parts: list[Part]) -> tuple[np.ndarray, np.ndarray]:
     return np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)
 
 
-def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
 def edges_closed(faces: np.ndarray) -> bool:
     """True when every undirected edge of ``faces[F,3]`` belongs to exactly two faces (watertight).
 
@@ -343,7 +339,7 @@ def mesh_parts(parts: list[Part], resolution: int = 96, target_faces: int = 4000
     verts, faces, _, _ = marching_cubes(volume, level=0.0, spacing=(step, step, step))
     verts = verts.astype(np.float64) + lo
     faces = faces.astype(np.int64)
-    if _signed_volume(verts, faces) < 0:
+    if signed_volume(verts, faces) < 0:
         faces = faces[:, ::-1].copy()
     verts, faces = _decimate(verts, faces, target_faces)
     _, which = union_sdf(parts, verts)
