@@ -76,8 +76,10 @@ class Pass2Config:
     """Views per step."""
     texture_resolution: int = 1024
     """Side of the baked base-colour, ORM and normal textures."""
-    lr_positions: float = 0.0005
-    """Adam learning rate of vertex offsets (world units; scaled by the box size)."""
+    lr_positions: float = 0.002
+    """Adam learning rate of vertex offsets (world units; scaled by the box size). Raised from 0.0005: dents the
+    hull filled on a path-traced blob then close within 300 steps (F@0.01 0.962 -> 0.978; spot and a chair
+    unchanged within 0.002)."""
     lr_textures: float = 0.01
     """Adam learning rate of the textures."""
     lr_light: float = 0.01
