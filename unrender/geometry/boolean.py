@@ -75,4 +75,3 @@ def union_parts(mesh: Mesh, part_of_face) -> Mesh:
                 faces=torch.tensor(welded.reshape(-1, 3)),
                 uvs=torch.tensor(props[:, 3:5], dtype=torch.float32) if has_uv else None,
                 uv_faces=torch.tensor(tri) if has_uv else None)
-
