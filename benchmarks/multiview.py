@@ -111,7 +111,8 @@ def main():
         datasets = path_traced(datasets, work, args.spp)
     carvings = args.carving.split(",")
     rows = []
-    header = f"{'object':>8} {'method':>16} {'time s':>8} {'peak MiB':>9} {'CD-L1':>8} {'NC':>6} {'F@0.01':>7} {'PSNR':>6}"
+    header = (f"{'object':>8} {'method':>16} {'time s':>8} {'peak MiB':>9} {'CD-L1':>8} {'NC':>6} {'F@0.01':>7} "
+              f"{'PSNR':>6}")
     print(header)
     for name, (data, gt) in datasets.items():
         hull = hull_scores(data, gt, preset("default").hull_resolution)
@@ -125,7 +126,8 @@ def main():
                            "--set", f"carving={carving}", "--force")
             m = json.loads((run / "metrics.json").read_text())
             g = m["geometry"]
-            row = {"object": name, "method": method, "carving": carving, "wall_time_s": round(seconds, 1), "train_time_s": m["wall_time_s"],
+            row = {"object": name, "method": method, "carving": carving, "wall_time_s": round(seconds, 1),
+                   "train_time_s": m["wall_time_s"],
                    "peak_memory_mib": m["peak_memory_mib"], "psnr": m.get("psnr"), "ssim": m.get("ssim"),
                    "chamfer_l1": g["chamfer_l1"], "normal_consistency": g["normal_consistency"],
                    "f_score@0.01": g["f_score@0.01"], "f_score@0.02": g["f_score@0.02"], "triangles": m["triangles"],

@@ -40,7 +40,7 @@ def union_parts(mesh: Mesh, part_of_face) -> Mesh:
         >>> stacked = assemble(parts)
         >>> ids = torch.repeat_interleave(torch.arange(2), torch.tensor([p.num_faces for p in parts]))
         >>> u = union_parts(stacked, ids)
-        >>> round(signed_volume(u.vertices.double().numpy(), u.faces.numpy()), 4)  # 0.2 + 0.04 - overlap 0.2 * 0.2 * 0.2
+        >>> round(signed_volume(u.vertices.double().numpy(), u.faces.numpy()), 4)  # 0.2 + 0.04 - 0.2 ** 3
         0.232
     """
     faces = mesh.faces.cpu().numpy()
