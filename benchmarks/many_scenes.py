@@ -11,6 +11,11 @@ Columns: per-scene training time (stage 2, excluding test renders), the scene's 
 peak RSS of the stage-2 process, test PSNR / SSIM (over white), and the wall time of all N scenes; with
 ``--processes 1 2`` the same stage 2 also runs under torchrun with 2 processes of one thread each. Ratios are
 independent / shared from the same run on the same machine.
+
+``--budgets 50 100 200 400 800`` measures time to quality instead of time at one schedule: stage 2 runs once per
+budget of ``add.iterations`` (one process), and the summary compares the time independent tri-planes take to
+reach their plateau (the smallest budget within 0.1 dB of their best PSNR) with the time shared bases take to
+come within 0.5 dB of that plateau (the goal's tolerance), when they do.
 """
 
 from __future__ import annotations
@@ -78,6 +83,30 @@ def stage2_metrics(run: Path, names: set[str]) -> dict:
             "ssim": mean("ssim"), "parameter_bytes": mean("parameter_bytes")}
 
 
+def time_to_quality(results: list[dict], n: int, rep: str, plateau_db: float = 0.1, tolerance_db: float = 0.5):
+    """One summary line from the ``--budgets`` rows of ``rep`` and ``independent`` at ``n`` scenes (or None).
+
+    Independent tri-planes' plateau is the smallest budget within ``plateau_db`` of their best PSNR; ``rep``
+    reaches quality at its smallest budget within ``tolerance_db`` of that plateau's PSNR.
+    """
+    rows = {r2: sorted((r for r in results if r["representation"] == r2 and r["scenes"] == n and r["iterations"]),
+                       key=lambda r: r["iterations"]) for r2 in ("independent", rep)}
+    if not rows["independent"] or not rows[rep]:
+        return None
+    best = max(r["psnr"] for r in rows["independent"])
+    plateau = next(r for r in rows["independent"] if r["psnr"] >= best - plateau_db)
+    reached = next((r for r in rows[rep] if r["psnr"] >= plateau["psnr"] - tolerance_db), None)
+    head = (f"N={n} time to quality: independent plateaus at {plateau['iterations']} iterations "
+            f"({plateau['psnr']:.2f} dB, {plateau['train_s_per_scene']:.2f} s/scene); ")
+    if reached is None:
+        top = max(rows[rep], key=lambda r: r["psnr"])
+        return head + (f"{rep} never comes within {tolerance_db} dB (best {top['psnr']:.2f} dB at "
+                       f"{top['iterations']} iterations)")
+    return head + (f"{rep} is within {tolerance_db} dB at {reached['iterations']} iterations ({reached['psnr']:.2f} "
+                   f"dB, {reached['train_s_per_scene']:.2f} s/scene): time ratio "
+                   f"{plateau['train_s_per_scene'] / reached['train_s_per_scene']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, nargs="+", default=[10, 50, 200])
@@ -88,7 +117,9 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--views", type=int, default=50)
     ap.add_argument("--test-views", type=int, default=10)
-    ap.add_argument("--processes", type=int, nargs="+", default=[1], help="stage-2 process counts to time")
+    ap.add_argument("--processes", type=int, nargs="*", default=[1], help="stage-2 process counts to time")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[],
+                    help="stage-2 iteration budgets for a time-to-quality comparison (one process)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--work", type=Path, default=Path("/tmp/unrender_many_bench"))
     ap.add_argument("--json", type=Path, default=None)
@@ -115,26 +146,31 @@ def main() -> None:
         for n in args.scenes:
             subset = scene_subset(new_data, n, args.work / f"new_{n}")
             names = {p.name for p in subset.iterdir()}
-            for procs in args.processes:
-                stage2 = args.work / f"run_{rep}_{n}_{procs}p"
+            variants = [(procs, None) for procs in args.processes] + [(1, b) for b in args.budgets]
+            for procs, budget in variants:
+                stage2 = args.work / (f"run_{rep}_{n}_{procs}p" + (f"_{budget}it" if budget else ""))
                 subprocess.run(["rm", "-rf", str(stage2)], check=True)
                 subprocess.run(["cp", "-r", str(run), str(stage2)], check=True)   # the stage-1 run, untouched
-                timing = run_child("add", subset, stage2, rep, args.preset, [], processes=procs,
+                timing = run_child("add", subset, stage2, rep, args.preset,
+                                   [f"add.iterations={budget}"] if budget else [], processes=procs,
                                    threads=args.threads)
-                row = {"representation": rep, "scenes": n, "processes": procs, **stage2_metrics(stage2, names),
-                       "wall_s_all": timing["stage_wall_s"], "peak_rss_mb": timing["peak_rss_mb"],
-                       "stage1_s": fit["stage_wall_s"]}
+                row = {"representation": rep, "scenes": n, "processes": procs, "iterations": budget,
+                       **stage2_metrics(stage2, names), "wall_s_all": timing["stage_wall_s"],
+                       "peak_rss_mb": timing["peak_rss_mb"], "stage1_s": fit["stage_wall_s"]}
                 results.append(row)
-                print(f"{rep:12s} N={n:4d} procs={procs}: {row['train_s_per_scene']:.2f} s/scene, "
+                print(f"{rep:12s} N={n:4d} procs={procs} iterations={budget or 'preset'}: "
+                      f"{row['train_s_per_scene']:.2f} s/scene, "
                       f"{row['parameter_bytes'] / 1024:.1f} KiB/scene, peak RSS {row['peak_rss_mb']:.0f} MB, "
                       f"PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}, all {row['wall_s_all']:.1f} s", flush=True)
-    print("\n| representation | N | procs | s/scene | KiB/scene | peak RSS MB | PSNR | SSIM | wall all (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| representation | N | procs | iterations | s/scene | KiB/scene | peak RSS MB | PSNR | SSIM | "
+          "wall all (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['representation']} | {r['scenes']} | {r['processes']} | {r['train_s_per_scene']:.2f} | "
+        print(f"| {r['representation']} | {r['scenes']} | {r['processes']} | {r['iterations'] or 'preset'} | "
+              f"{r['train_s_per_scene']:.2f} | "
               f"{r['parameter_bytes'] / 1024:.1f} | {r['peak_rss_mb']:.0f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
               f"{r['wall_s_all']:.1f} |")
-    by = {(r["representation"], r["scenes"], r["processes"]): r for r in results}
+    by = {(r["representation"], r["scenes"], r["processes"]): r for r in results if not r["iterations"]}
     for n in args.scenes:
         i = by.get(("independent", n, 1))
         for rep in ("shared", "latent"):
@@ -149,6 +185,9 @@ def main() -> None:
             one, two = by.get((rep, n, 1)), by.get((rep, n, 2))
             if one and two:
                 print(f"N={n} {rep}: 2 processes take {two['wall_s_all'] / one['wall_s_all']:.2f}x the time of one")
+    quality = [time_to_quality(results, n, rep) for n in args.scenes for rep in ("shared", "latent")]
+    for line in filter(None, quality):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                         indent=2))

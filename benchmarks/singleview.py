@@ -47,8 +47,11 @@ def stage_train(args) -> dict:
         training = importlib.import_module("unrender.singleview.training")
     except ImportError as exc:
         return {"skipped": f"unrender.singleview.training is not available ({exc})"}
+    from unrender.singleview.train_config import apply_overrides, preset
+
+    cfg = apply_overrides(preset("default", args.model), list(args.sets))
     t0 = time.perf_counter()
-    result = training.train_singleview(Path(args.data), Path(args.run), model=args.model, max_minutes=args.minutes,
+    result = training.train_singleview(Path(args.data), Path(args.run), cfg, max_minutes=args.minutes,
                                        seed=args.seed, force=True)
     elapsed = float(getattr(result, "elapsed", 0.0)) or time.perf_counter() - t0
     images = getattr(result, "images_seen", None)
@@ -166,7 +169,7 @@ def goal_lines(results: dict, models: list[str], baselines: list[str]) -> list[s
             for cat, row in mine.items():
                 value = row["metrics"].get(key)
                 others = {b: r[cat]["metrics"].get(key) for b, r in base.items() if cat in r}
-                if value is None or any(v is None for v in others.values()):
+                if value is None or not others or any(v is None for v in others.values()):
                     continue
                 best = (max if higher else min)(others, key=others.get)
                 wins = value > others[best] if higher else value < others[best]
@@ -193,6 +196,9 @@ def main(argv=None) -> None:
     p.add_argument("--retrain", action="store_true", help="train again even if a finished run exists")
     p.add_argument("--quick", action="store_true", help="3 x 12 objects, 8 views, 2 minutes per model")
     p.add_argument("--out", type=Path, default=RESULTS / "singleview.json")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the models' default preset (e.g. lr_schedule=cosine)")
+    p.add_argument("--tag", default="", help="suffix of the run folders (runs/<model>_<tag>), to keep variants apart")
     # Internal: one stage in a child process.
     p.add_argument("--stage", choices=("train", "eval"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -218,7 +224,7 @@ def main(argv=None) -> None:
     results: dict[str, dict] = {}
     eval_timeout = 4 * 3600
     for model in args.models:
-        run = args.work / "runs" / model
+        run = args.work / "runs" / (f"{model}_{args.tag}" if args.tag else model)
         done = run / "benchmark_train.json"
         if done.is_file() and not args.retrain:
             print(f"{model}: reusing the finished run in {run}")
@@ -227,8 +233,9 @@ def main(argv=None) -> None:
             print(f"{model}: training for up to {args.minutes:g} minutes into {run}", flush=True)
             run.parent.mkdir(parents=True, exist_ok=True)
             train = run_stage(["--stage", "train", "--model", model, "--run", str(run), "--data", str(data),
-                               "--minutes", str(args.minutes), "--seed", str(args.seed)],
-                              args.work / f"{model}_train.json", timeout_s=args.minutes * 60 * 1.25 + 600)
+                               "--minutes", str(args.minutes), "--seed", str(args.seed)]
+                              + [f"--set={item}" for item in args.sets],
+                              args.work / f"{run.name}_train.json", timeout_s=args.minutes * 60 * 1.25 + 600)
             if "skipped" not in train and "error" not in train:
                 done.write_text(json.dumps(train, indent=2))
         results[model] = {"train": train}
@@ -237,7 +244,7 @@ def main(argv=None) -> None:
             continue
         print(f"{model}: evaluating", flush=True)
         results[model]["eval"] = run_stage(["--stage", "eval", "--run", str(run)] + common,
-                                           args.work / f"{model}_eval.json", eval_timeout)
+                                           args.work / f"{run.name}_eval.json", eval_timeout)
     for kind in args.baselines:
         print(f"baseline {kind}: fitting and evaluating", flush=True)
         results[kind] = {"eval": run_stage(["--stage", "eval", "--baseline", kind] + common,

@@ -21,7 +21,7 @@ from unrender.io.mesh_files import load_mesh
 from unrender.metrics.geometry import chamfer_distance, sample_surface
 from unrender.singleview.batches import DIBRSamples, ImplicitSamples, batch_cameras
 from unrender.singleview.predict import load_predictor, predict_files, prepare_images
-from unrender.singleview.train_config import apply_overrides, config_from_dict, config_to_dict, preset
+from unrender.singleview.train_config import apply_overrides, config_from_dict, config_to_dict, lr_factor, preset
 from unrender.singleview.training import CHECKPOINT, build_model, train_singleview
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,8 +179,10 @@ def test_implicit_training_lowers_the_loss(collection, tmp_path):
 # ------------------------------------------------------------------------------------------------ runs
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(collection, tmp_path):
     cfg = tiny("dibr", "epochs=2", "batch_size=2", "samples_per_object=4", "dibr.widths=8,16,32",
-               "dibr.subdivisions=2")
+               "dibr.subdivisions=2", "lr_schedule=cosine")
     whole = train_singleview(collection, tmp_path / "whole", cfg, progress=False)
+    last_lr = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["optimizer"]["param_groups"][0]["lr"]
+    assert last_lr == pytest.approx(cfg.lr * lr_factor(cfg, 3, 4, 0.0)) and last_lr < 0.2 * cfg.lr  # step 4 of 4
     part = train_singleview(collection, tmp_path / "part", apply_overrides(cfg, ["max_steps=3"]), progress=False)
     assert part.stopped == "max_steps" and part.steps == 3
     state = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=True)

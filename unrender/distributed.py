@@ -217,6 +217,15 @@ def any_rank(flag: bool, ctx: DistributedContext) -> bool:
     return bool(t.item() > 0)
 
 
+def max_over_ranks(value: float, ctx: DistributedContext) -> float:
+    """The largest ``value`` over all ranks (e.g. the elapsed time that a time-based schedule follows)."""
+    if not ctx.distributed:
+        return float(value)
+    t = torch.tensor([value], dtype=torch.float64 if ctx.backend == "gloo" else torch.float32, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def sum_over_ranks(values: list[float], ctx: DistributedContext) -> list[float]:
     """Element-wise sum of ``values`` over all ranks (for epoch means of per-rank loss sums)."""
     if not ctx.distributed:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from ..errors import InputError
 
 MODELS = ("dibr", "implicit")
 PRESETS = ("fast", "default", "quality")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -122,7 +124,13 @@ class SingleViewConfig:
     batch_size: int = 16
     """Images per optimiser step and process; under ``torchrun`` the global batch is ``batch_size * N``."""
     lr: float = 5e-4
-    """Adam learning rate."""
+    """Adam learning rate (the peak of the schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``cosine``: ``lr * (f + (1 - f) (1 + cos(pi p)) / 2)`` with ``f = lr_final`` and ``p`` the
+    share of the run done, the larger of steps / (``epochs`` x steps per epoch) and elapsed / ``max_minutes``,
+    so that the rate reaches its floor whichever budget runs out first."""
+    lr_final: float = 0.05
+    """``cosine``: the last learning rate as a fraction of ``lr``."""
     weight_decay: float = 0.0
     """Adam L2 weight decay."""
     grad_clip: float = 0.0
@@ -222,6 +230,10 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
             raise InputError(f"{key} must be >= 1; got {value}.")
     if not cfg.lr > 0:
         raise InputError(f"lr must be positive; got {cfg.lr}.")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"lr_schedule must be {' or '.join(LR_SCHEDULES)}; got {cfg.lr_schedule!r}.")
+    if not 0.0 <= cfg.lr_final <= 1.0:
+        raise InputError(f"lr_final must be in [0, 1]; got {cfg.lr_final}.")
     for key in ("max_minutes", "max_steps", "checkpoint_minutes", "num_workers", "threads", "grad_clip"):
         if getattr(cfg, key) < 0:
             raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")
@@ -233,6 +245,26 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"device must be auto, cpu or cuda; got {cfg.device!r}.")
     return cfg
+
+
+def lr_factor(cfg: SingleViewConfig, step: int, total_steps: int, elapsed: float) -> float:
+    """Multiplier of ``cfg.lr`` after ``step`` of ``total_steps`` optimiser steps and ``elapsed`` seconds.
+
+    ``cosine``: ``f + (1 - f) (1 + cos(pi p)) / 2`` with ``f = cfg.lr_final`` and
+    ``p = min(1, max(step / total_steps, elapsed / (60 max_minutes)))``; ``constant``: 1.
+
+    Example:
+        >>> cfg = SingleViewConfig(lr_schedule="cosine", lr_final=0.1, max_minutes=10.0)
+        >>> lr_factor(cfg, 0, 100, 0.0), lr_factor(cfg, 50, 100, 0.0), round(lr_factor(cfg, 10, 100, 600.0), 6)
+        (1.0, 0.55, 0.1)
+    """
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    p = step / max(total_steps, 1)
+    if cfg.max_minutes > 0:
+        p = max(p, elapsed / (60.0 * cfg.max_minutes))
+    p = min(p, 1.0)
+    return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 def apply_overrides(cfg: SingleViewConfig, items) -> SingleViewConfig:

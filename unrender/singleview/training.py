@@ -42,11 +42,11 @@ from torch.utils.data import DataLoader
 from ..errors import DataError, InputError
 from ..run_state import RunClock, atomic_torch_save, atomic_write_text
 from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_cameras
-from ..distributed import (DistributedContext, any_rank, barrier, broadcast_error, init_distributed, shard_sampler,
-                          shutdown, sum_over_ranks, unwrap_model, wrap_model)
+from ..distributed import (DistributedContext, barrier, broadcast_error, init_distributed, max_over_ranks,
+                          shard_sampler, shutdown, sum_over_ranks, unwrap_model, wrap_model)
 from .history_plot import plot_history
-from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, preset,
-                           validate_config)
+from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, lr_factor,
+                           preset, validate_config)
 
 CHECKPOINT = "checkpoint/last.pt"
 BEST = "best.pt"
@@ -347,7 +347,7 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             for group in optimizer.param_groups:  # the state restores the old rates; the config may change them
-                group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
+                group["weight_decay"] = cfg.weight_decay
         except (RuntimeError, ValueError, KeyError) as exc:
             raise DataError(f"{out / CHECKPOINT} does not match the config's network ({str(exc)[:200]}); resume "
                             f"without changing model fields.") from None
@@ -367,6 +367,7 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
     best_value = float(state["best_value"]) if state else math.nan
     sums = list(state["epoch_sums"]) if state else [0.0, 0.0, 0.0, 0.0]  # loss sum, samples, seconds, steps
     clock = RunClock(float(state["elapsed"]) if state else 0.0)
+    elapsed = clock.elapsed  # agreed by every rank (checked after each step), so that they keep one schedule
     metric = cfg.resolved_best_metric()
     higher = METRIC_HIGHER_IS_BETTER[metric]
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
@@ -394,6 +395,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 if cfg.max_steps and step >= cfg.max_steps:  # the same step on every rank: no need to agree
                     stopped = "max_steps"
                     break
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(cfg, step, cfg.epochs * steps_per_epoch, elapsed)
                 losses = batch_losses(net, batch, cfg, size, device, topology)
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
@@ -408,7 +411,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 bar.update(task, advance=1, loss=f"{loss:.4f}", description=f"epoch {epoch + 1}/{cfg.epochs}")
                 # Checked after the step, so that every call trains at least one step (and validates it);
                 # ranks measure time separately and must stop at the same step.
-                if any_rank(clock.elapsed >= budget, ctx):
+                elapsed = max_over_ranks(clock.elapsed, ctx)
+                if elapsed >= budget:
                     stopped = "time budget"
                     break
                 if ctx.is_main and time.perf_counter() - last_save > 60.0 * cfg.checkpoint_minutes:
