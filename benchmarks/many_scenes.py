@@ -96,7 +96,8 @@ def time_to_quality(results: list[dict], n: int, rep: str, plateau_db: float = 0
     best = max(r["psnr"] for r in rows["independent"])
     plateau = next(r for r in rows["independent"] if r["psnr"] >= best - plateau_db)
     reached = next((r for r in rows[rep] if r["psnr"] >= plateau["psnr"] - tolerance_db), None)
-    head = (f"N={n} time to quality: independent plateaus at {plateau['iterations']} iterations "
+    verb = "is best at its largest budget," if plateau is rows["independent"][-1] else "plateaus at"
+    head = (f"N={n} time to quality: independent {verb} {plateau['iterations']} iterations "
             f"({plateau['psnr']:.2f} dB, {plateau['train_s_per_scene']:.2f} s/scene); ")
     if reached is None:
         top = max(rows[rep], key=lambda r: r["psnr"])
