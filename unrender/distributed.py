@@ -210,28 +210,23 @@ def any_rank(flag: bool, ctx: DistributedContext) -> bool:
 
     Ranks measure time separately; agreeing on the decision keeps them from waiting for each other forever.
     """
-    if not ctx.distributed:
-        return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return max_over_ranks(1.0 if flag else 0.0, ctx) > 0
 
 
 def max_over_ranks(value: float, ctx: DistributedContext) -> float:
     """The largest ``value`` over all ranks (e.g. the elapsed time that a time-based schedule follows)."""
-    if not ctx.distributed:
-        return float(value)
-    t = torch.tensor([value], dtype=torch.float64 if ctx.backend == "gloo" else torch.float32, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return _all_reduce([value], dist.ReduceOp.MAX, ctx)[0] if ctx.distributed else float(value)
 
 
 def sum_over_ranks(values: list[float], ctx: DistributedContext) -> list[float]:
     """Element-wise sum of ``values`` over all ranks (for epoch means of per-rank loss sums)."""
-    if not ctx.distributed:
-        return [float(v) for v in values]
+    return _all_reduce(values, dist.ReduceOp.SUM, ctx) if ctx.distributed else [float(v) for v in values]
+
+
+def _all_reduce(values: list[float], op, ctx: DistributedContext) -> list[float]:
+    """``values`` reduced over all ranks by ``op`` (float64 on gloo, float32 on nccl)."""
     t = torch.tensor(values, dtype=torch.float64 if ctx.backend == "gloo" else torch.float32, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=op)
     return [float(v) for v in t.tolist()]
 
 

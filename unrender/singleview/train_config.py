@@ -16,13 +16,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
 from dataclasses import dataclass, field
 
 from ..config_overrides import apply_overrides as override_fields
 from ..config_overrides import dataclass_from_dict
 from ..errors import InputError
+from ..schedules import cosine_decay
 
 MODELS = ("dibr", "implicit")
 PRESETS = ("fast", "default", "quality")
@@ -263,8 +263,7 @@ def lr_factor(cfg: SingleViewConfig, step: int, total_steps: int, elapsed: float
     p = step / max(total_steps, 1)
     if cfg.max_minutes > 0:
         p = max(p, elapsed / (60.0 * cfg.max_minutes))
-    p = min(p, 1.0)
-    return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return cosine_decay(p, cfg.lr_final)
 
 
 def apply_overrides(cfg: SingleViewConfig, items) -> SingleViewConfig:

@@ -27,6 +27,7 @@ from torch import nn
 
 from ...cameras import Camera
 from ...errors import InputError
+from ...schedules import cosine_decay
 
 
 class LatentAutoencoder(nn.Module):
@@ -74,7 +75,7 @@ def train_autoencoder(ae: LatentAutoencoder, images: torch.Tensor, steps: int, l
     device = next(ae.parameters()).device
     for step in range(steps):
         for group in opt.param_groups:   # cosine decay to 10 %
-            group["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(steps, 1))))
+            group["lr"] = lr * cosine_decay(step / max(steps, 1), 0.1)
         idx = torch.randint(images.shape[0], (min(batch, images.shape[0]),), generator=generator)
         target = images[idx].to(device)
         mse = (ae.decode(ae.encode(target)) - target).square().mean()

@@ -36,6 +36,7 @@ from ...distributed import DistributedContext, any_rank, barrier, broadcast_erro
 from ...errors import DataError
 from ...geometry.triplane import total_variation
 from ...run_state import RunClock
+from ...schedules import cosine_decay
 from .config import ManyScenesConfig, preset
 from .model import SceneParams, SharedParts, render_rays, scene_planes
 from .outputs import over_white, write_scene_outputs
@@ -98,7 +99,7 @@ def scenes_loss(shared: SharedParts, params: list[SceneParams], data: list[Train
 
 def cosine_factor(step: int, total: int) -> float:
     """Learning-rate multiplier: ``f + (1 - f) (1 + cos(pi step / total)) / 2`` with ``f = FINAL_LR_FRACTION``."""
-    return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1)))
+    return cosine_decay(step / max(total, 1), FINAL_LR_FRACTION)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
