@@ -346,7 +346,7 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            for group in optimizer.param_groups:  # the state restores the old rates; the config may change them
+            for group in optimizer.param_groups:  # the saved decay may differ from the config (rates are set per step)
                 group["weight_decay"] = cfg.weight_decay
         except (RuntimeError, ValueError, KeyError) as exc:
             raise DataError(f"{out / CHECKPOINT} does not match the config's network ({str(exc)[:200]}); resume "
