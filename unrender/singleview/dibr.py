@@ -52,6 +52,7 @@ from ..render.lights.spherical_harmonics import sh9_irradiance
 from ..render.rasterize import interpolate, rasterize
 from ..render.soft_silhouette import soft_silhouette
 from .encoders import DEFAULT_WIDTHS, ImageEncoder
+from .symmetry import mirror_permutation, symmetrize
 
 _LIGHT_SIZES = {"none": 0, "sh": 9, "directional": 5}
 
@@ -100,6 +101,9 @@ class DIBRPredictor(nn.Module):
         lighting: ``"none"``, ``"sh"`` or ``"directional"``.
         widths, feature_dim: encoder stage widths and global feature size.
         hidden_dim: width of the decoder's hidden layer.
+        symmetry: ``"none"``, or the axis ``"x"``/``"y"``/``"z"`` whose plane through the origin the predicted
+            shape is mirror symmetric about (:func:`unrender.singleview.symmetry.symmetrize`, applied after the
+            centre and scale).
 
     Example:
         >>> model = DIBRPredictor(lighting="sh")
@@ -109,7 +113,8 @@ class DIBRPredictor(nn.Module):
 
     def __init__(self, in_channels: int = 4, subdivisions: int = 3, template_radius: float = 0.5,
                  max_offset: float = 0.5, global_transform: bool = True, lighting: str = "none",
-                 widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 512):
+                 widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 512,
+                 symmetry: str = "none"):
         super().__init__()
         if lighting not in _LIGHT_SIZES:
             raise InputError(f"lighting must be 'none', 'sh' or 'directional'; got {lighting!r}.")
@@ -118,6 +123,9 @@ class DIBRPredictor(nn.Module):
         verts, faces = icosphere_arrays(subdivisions)
         self.register_buffer("template", torch.tensor(verts * template_radius, dtype=torch.float32))
         self.register_buffer("faces", torch.tensor(faces, dtype=torch.int64))
+        self.symmetry = symmetry
+        if symmetry != "none":  # not persistent: checkpoints of symmetric and free models stay interchangeable
+            self.register_buffer("mirror", mirror_permutation(self.template, symmetry), persistent=False)
         self.max_offset = float(max_offset)
         self.lighting = lighting
         self.encoder = ImageEncoder(in_channels, widths, feature_dim)
@@ -147,6 +155,8 @@ class DIBRPredictor(nn.Module):
         if self.transform_head is not None:
             raw = torch.tanh(self.transform_head(g))
             verts = 0.25 * raw[:, None, :3] + torch.exp(0.5 * raw[:, None, 3:]) * verts
+        if self.symmetry != "none":
+            verts = symmetrize(verts, self.mirror, self.symmetry)
         colors = torch.sigmoid(self.color_head(hidden)).reshape(b, -1, 3)
         light = None
         if self.light_head is not None:

@@ -23,6 +23,7 @@ from ..config_overrides import apply_overrides as override_fields
 from ..config_overrides import dataclass_from_dict
 from ..errors import InputError
 from ..schedules import cosine_decay
+from .symmetry import SYMMETRY_CHOICES
 
 MODELS = ("dibr", "implicit")
 PRESETS = ("fast", "default", "quality")
@@ -60,6 +61,11 @@ class DIBRConfig:
     """Weight of the flatten (dihedral angle) regulariser."""
     silhouette_delta: float = 0.0
     """Soft-silhouette falloff in ndc^2 (0: about half a pixel for the image size)."""
+    symmetry: str = "auto"
+    """Mirror plane the predicted shape is made symmetric about: ``x``, ``y`` or ``z`` (the plane ``axis = 0`` of the
+    object frame), ``none``, or ``auto``: measured on the training split's ``pointcloud.npz`` when training
+    starts (:func:`unrender.singleview.symmetry.detect_mirror_axis`) and written resolved to ``config.json``.
+    A model built from an unresolved ``auto`` (runs from before this field) is not symmetrized."""
 
 
 @dataclass
@@ -242,6 +248,8 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     if metric not in allowed:
         raise InputError(f"best_metric {metric!r} is not computed for model {cfg.model}; use auto or one of "
                          f"{', '.join(allowed)}.")
+    if cfg.dibr.symmetry not in SYMMETRY_CHOICES:
+        raise InputError(f"dibr.symmetry must be one of {', '.join(SYMMETRY_CHOICES)}; got {cfg.dibr.symmetry!r}.")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"device must be auto, cpu or cuda; got {cfg.device!r}.")
     return cfg

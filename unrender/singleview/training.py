@@ -45,6 +45,7 @@ from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_came
 from ..distributed import (DistributedContext, barrier, broadcast_error, init_distributed, max_over_ranks,
                           shard_sampler, shutdown, sum_over_ranks, unwrap_model, wrap_model)
 from .history_plot import plot_history
+from .symmetry import detect_mirror_axis
 from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, lr_factor,
                            preset, validate_config)
 
@@ -104,7 +105,8 @@ def build_model(cfg: SingleViewConfig) -> nn.Module:
         d = cfg.dibr
         return DIBRPredictor(in_channels=3, subdivisions=d.subdivisions, template_radius=d.template_radius,
                              max_offset=d.max_offset, lighting=d.lighting, widths=tuple(d.widths),
-                             feature_dim=d.feature_dim, hidden_dim=d.hidden_dim)
+                             feature_dim=d.feature_dim, hidden_dim=d.hidden_dim,
+                             symmetry="none" if d.symmetry == "auto" else d.symmetry)
     if cfg.model == "implicit":
         m = cfg.implicit
         return ImplicitPredictor(in_channels=3, num_coarse_points=m.num_coarse_points, k_neighbours=m.k_neighbours,
@@ -320,6 +322,10 @@ def train_singleview(data, out, cfg: SingleViewConfig | None = None, resume: boo
         saved = load_run_config(out)
         if saved.model != cfg.model:
             raise InputError(f"--resume: {out} holds a {saved.model} run; the config asks for {cfg.model}.")
+        if cfg.dibr.symmetry == "auto":
+            cfg = replace(cfg, dibr=replace(cfg.dibr, symmetry=saved.dibr.symmetry))
+    elif cfg.model == "dibr" and cfg.dibr.symmetry == "auto":
+        cfg = replace(cfg, dibr=replace(cfg.dibr, symmetry=detect_mirror_axis(data)))
     ctx = init_distributed(cfg.device)
     try:
         return _train(data, out, cfg, resume, force, progress, ctx)
