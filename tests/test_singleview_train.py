@@ -45,7 +45,7 @@ def tiny(model, *overrides):
 def dibr_run(collection, tmp_path_factory):
     """DIB-R overfitted for 8 steps of 4 images to the one training chair."""
     run = tmp_path_factory.mktemp("runs") / "dibr"
-    cfg = tiny("dibr", "epochs=8", "batch_size=4", "samples_per_object=4", "lr=2e-3")
+    cfg = tiny("dibr", "epochs=8", "batch_size=4", "samples_per_object=4", "lr=2e-3", "dibr.symmetry=auto")
     return train_singleview(collection, run, cfg, progress=False)
 
 
@@ -79,6 +79,27 @@ def test_samples_are_seeded_per_epoch_and_shaped(collection):
     item = imp[0]
     assert item["points"].shape == (64, 3) and item["sdf"].shape == (64,) and item["surface"].shape == (32, 3)
     assert (item["sdf"] < 0).any() and (item["sdf"] > 0).any()
+
+
+def test_input_jitter_moves_and_rescales_only_the_input_view(collection):
+    plain = DIBRSamples(collection, "train", target_views=2, samples_per_object=8, seed=5)
+    moved = DIBRSamples(collection, "train", target_views=2, samples_per_object=8, seed=5, input_shift=3)
+    lit = DIBRSamples(collection, "train", target_views=2, samples_per_object=8, seed=5, input_brightness=0.5)
+    shifts, factors = set(), []
+    for i in range(8):
+        a, b, c = plain[i], moved[i], lit[i]
+        assert a["view"] == b["view"] == c["view"] and torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["rgb"], c["rgb"])
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if torch.equal(b["image"][:, 3 + dy:29 + dy, 3 + dx:29 + dx], a["image"][:, 3:29, 3:29])]
+        assert len(found) >= 1  # the object is the same, moved by at most 3 pixels
+        shifts.add(found[0])
+        m = a["masks"][0] > 0.999  # inside the object: colours scaled by one factor; outside: untouched
+        assert torch.equal(c["image"][:, ~(a["masks"][0] > 0)], a["image"][:, ~(a["masks"][0] > 0)])
+        ratio = c["image"][:, m] / a["image"][:, m].clamp(min=1e-3)
+        ok = (a["image"][:, m] > 0.05) & (c["image"][:, m] < 0.999)
+        assert 0.5 - 1e-4 <= ratio[ok].min() and ratio[ok].max() <= 1.5 + 1e-4 and ratio[ok].std() < 1e-3
+        factors.append(float(ratio[ok].mean()))
+    assert len(shifts) > 1 and max(abs(f - 1) for f in factors) > 0.1
 
 
 def test_query_mix_draws_each_group_in_its_share(collection):

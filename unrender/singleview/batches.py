@@ -142,10 +142,15 @@ class DIBRSamples(CollectionSamples):
         torch.Size([2, 64, 64, 3])
     """
 
-    def __init__(self, root, split: str, target_views: int = 2, **kwargs):
+    def __init__(self, root, split: str, target_views: int = 2, input_shift: int = 0, input_brightness: float = 0.0,
+                 background: float = 1.0, **kwargs):
         if target_views < 1:
             raise InputError(f"target_views must be >= 1; got {target_views}.")
+        if input_shift < 0 or not 0.0 <= input_brightness < 1.0:
+            raise InputError(f"input_shift must be >= 0 and input_brightness in [0, 1); got {input_shift}, "
+                             f"{input_brightness}.")
         self.target_views = int(target_views)
+        self.input_shift, self.input_brightness, self.background = int(input_shift), float(input_brightness), background
         super().__init__(root, split, **kwargs)
 
     def __getitem__(self, index: int) -> dict:
@@ -156,8 +161,39 @@ class DIBRSamples(CollectionSamples):
         extra = rng.choice(others, size=self.target_views - 1, replace=len(others) < self.target_views - 1)
         views = [first, *(int(v) for v in extra)]
         images, masks, cam, _ = self.views_of(obj, views)
-        return {"image": images[0].permute(2, 0, 1).contiguous(), "masks": masks, "rgb": images,
-                **_camera_tensors(cam), "object": obj, "view": first}
+        image = images[0].permute(2, 0, 1).contiguous()
+        if self.input_shift or self.input_brightness:
+            image = jitter_input(image, masks[0], rng, self.input_shift, self.input_brightness, self.background)
+        return {"image": image, "masks": masks, "rgb": images, **_camera_tensors(cam), "object": obj, "view": first}
+
+
+def jitter_input(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator, shift: int, brightness: float,
+                 background: float = 1.0) -> torch.Tensor:
+    """The input view ``image [3,H,W]`` (composited over ``background``) with its object's colours scaled by
+    ``f ~ U[1 - brightness, 1 + brightness]`` and then moved by ``(dx, dy) ~ U{-shift..shift}^2`` pixels, the
+    uncovered border filled with ``background``. Only the network's input changes (targets and cameras do
+    not), so the network learns to ignore small framing and exposure changes: a regulariser.
+
+    Example:
+        >>> img = torch.ones(3, 8, 8); img[:, 2:4, 2:4] = 0.5
+        >>> m = (img[0] < 1).float()
+        >>> out = jitter_input(img, m, np.random.default_rng(0), 2, 0.0)
+        >>> float(out.min()), int((out[0] < 1).sum())
+        (0.5, 4)
+    """
+    if brightness > 0:
+        f = float(rng.uniform(1.0 - brightness, 1.0 + brightness))
+        m = mask[None].to(image)
+        premultiplied = image - background * (1 - m)  # colour x coverage (the image is composited over background)
+        image = torch.minimum((premultiplied * f).clamp(min=0), m) + background * (1 - m)
+    if shift > 0:
+        dx, dy = (int(v) for v in rng.integers(-shift, shift + 1, size=2))
+        h, w = image.shape[1:]
+        out = torch.full_like(image, background)
+        out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            image[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        image = out
+    return image
 
 
 class ImplicitSamples(CollectionSamples):

@@ -155,7 +155,9 @@ def make_datasets(data, run, cfg: SingleViewConfig, ctx: DistributedContext | No
                                query_points=m.query_points, surface_points=m.surface_points, query_mix=m.query_mix,
                                **common, **kw)
 
-    train = make("train", samples_per_object=cfg.samples_per_object)
+    jitter = {"input_shift": cfg.dibr.input_shift, "input_brightness": cfg.dibr.input_brightness,
+              "background": cfg.background} if cfg.model == "dibr" else {}
+    train = make("train", samples_per_object=cfg.samples_per_object, **jitter)
     val = make(val_split, samples_per_object=1, fixed_views=True, max_samples=cfg.val_samples)
     if isinstance(train, ImplicitSamples):
         error = None
