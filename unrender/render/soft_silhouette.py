@@ -109,35 +109,23 @@ def _edge_offsets(terms, fid, px, py):
     return apx - s * ex, apy - s * ey, s
 
 
-def _distance2(terms, fid, px, py) -> torch.Tensor:
-    """``[N]``: squared ndc distance from ``(px, py)`` to the boundary of projected triangle ``fid``."""
-    dx, dy, _ = _edge_offsets(terms, fid, px, py)
-    return (dx * dx + dy * dy).amin(0)
-
-
 class _BoundaryDistance2(torch.autograd.Function):
-    """:func:`_distance2` with a hand-written backward, differentiable w.r.t. the projected corners.
+    """Squared boundary distances ``d2 [N]`` already found without gradient, made differentiable w.r.t. the
+    projected corners ``[T,3,2]``.
 
     With ``q = (1 - s) a + s b`` the closest point of the closest edge ``(a, b)`` and ``r = p - q``,
     ``d^2 = |r|^2`` and ``d(d^2)/da = -2 (1 - s) r``, ``d(d^2)/db = -2 s r``: the change of ``s`` does not
     contribute (``r`` is orthogonal to the edge where ``0 < s < 1``; ``s`` is constant where clamped). The
     gradient of all pairs reaches the corners in two ``index_add_`` calls, where autograd through the gathers
-    of :func:`_distance2` would scatter every gathered term separately (the costliest part of a DIB-R step).
+    of :func:`_edge_offsets` would scatter every gathered term separately (the costliest part of a DIB-R step).
     """
 
     @staticmethod
-    def forward(ctx, corners, fid, px, py):
-        # corners [T,3,2] in ndc; fid [N] triangle of each pair; px, py [N] pixel centres
-        with torch.no_grad():
-            dx, dy, s = _edge_offsets(_face_terms(corners[None]), fid, px, py)
-            d2 = dx * dx + dy * dy
-            best, edge = d2.min(0)
-            pick = edge[None]
-            r = torch.stack([dx.gather(0, pick)[0], dy.gather(0, pick)[0]], 1)
-            s = s.gather(0, pick)[0]
+    def forward(ctx, corners, d2, fid, edge, r, s):
+        # fid [N] triangle, edge [N] its closest edge, r [N,2] = p - q, s [N] edge parameter of q
         ctx.save_for_backward(fid, edge, r, s)
         ctx.num_triangles = corners.shape[0]
-        return best
+        return d2.clone()
 
     @staticmethod
     def backward(ctx, grad):
@@ -146,7 +134,21 @@ class _BoundaryDistance2(torch.autograd.Function):
         out = torch.zeros(ctx.num_triangles * 3, 2, dtype=r.dtype, device=r.device)
         out.index_add_(0, fid * 3 + edge, (1.0 - s)[:, None] * g)
         out.index_add_(0, fid * 3 + (edge + 1) % 3, s[:, None] * g)
-        return out.reshape(-1, 3, 2), None, None, None
+        return out.reshape(-1, 3, 2), None, None, None, None, None
+
+
+def _near_distance2(corners, terms, fid, px, py, limit: float):
+    """``(d2, near)``: the squared boundary distances ``d2`` (differentiable w.r.t. ``corners [T,3,2]``) of the
+    pairs ``near`` (indices into ``fid``) whose distance is at most ``sqrt(limit)``; ``terms`` are
+    :func:`_face_terms` of the detached corners."""
+    with torch.no_grad():
+        dx, dy, s = _edge_offsets(terms, fid, px, py)
+        d2, edge = (dx * dx + dy * dy).min(0)
+        near = (d2 <= limit).nonzero().squeeze(1)
+        pick = edge[near][None]
+        r = torch.stack([dx[:, near].gather(0, pick)[0], dy[:, near].gather(0, pick)[0]], 1)
+        s = s[:, near].gather(0, pick)[0]
+    return _BoundaryDistance2.apply(corners, d2[near], fid[near], edge[near], r, s), near
 
 
 def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1e-4,
@@ -227,11 +229,9 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         keep = (~covered[pix]).nonzero().squeeze(1)
         fid, pix = fid[keep], pix[keep]
         px, py = centres(row[keep], col[keep])
-        with torch.no_grad():
-            near = (_distance2(fixed, fid, px, py) <= min_d2).nonzero().squeeze(1)
+        d2, near = _near_distance2(corners, fixed, fid, px, py, min_d2)
         if near.numel() == 0:
             continue
-        d2 = _BoundaryDistance2.apply(corners, fid[near], px[near], py[near])
         one_minus = (1.0 - torch.exp(-d2 / delta)).clamp(min=_MIN_ONE_MINUS)
         log_sum = log_sum.index_add(0, pix[near], torch.log(one_minus))
     out = torch.where(covered, torch.ones_like(log_sum), 1.0 - torch.exp(log_sum))
