@@ -88,7 +88,8 @@ def test_input_jitter_moves_and_rescales_only_the_input_view(collection):
     shifts, factors = set(), []
     for i in range(8):
         a, b, c = plain[i], moved[i], lit[i]
-        assert a["view"] == b["view"] == c["view"] and torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["rgb"], c["rgb"])
+        assert a["view"] == b["view"] == c["view"]
+        assert torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["rgb"], c["rgb"])  # targets untouched
         found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
                  if torch.equal(b["image"][:, 3 + dy:29 + dy, 3 + dx:29 + dx], a["image"][:, 3:29, 3:29])]
         assert len(found) >= 1  # the object is the same, moved by at most 3 pixels
