@@ -166,6 +166,9 @@ class SingleViewConfig:
     """Stop after this many optimiser steps in total (0: no limit)."""
     seed: int = 0
     """Seed of the initial weights and of every random draw of the data (views, SDF queries)."""
+    deterministic: bool = True
+    """Use PyTorch's deterministic kernels (:func:`unrender.run_state.deterministic_kernels`): the same seed gives
+    the same weights, and a resumed run ends where an uninterrupted one would."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``; under ``torchrun`` each process takes
     ``cuda:LOCAL_RANK``."""

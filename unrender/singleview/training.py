@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, InputError
-from ..run_state import RunClock, atomic_torch_save, atomic_write_text
+from ..run_state import RunClock, atomic_torch_save, atomic_write_text, deterministic_kernels
 from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_cameras
 from ..distributed import (DistributedContext, barrier, broadcast_error, init_distributed, max_over_ranks,
                           shard_sampler, shutdown, sum_over_ranks, unwrap_model, wrap_model)
@@ -330,7 +330,8 @@ def train_singleview(data, out, cfg: SingleViewConfig | None = None, resume: boo
         cfg = replace(cfg, dibr=replace(cfg.dibr, symmetry=detect_mirror_axis(data)))
     ctx = init_distributed(cfg.device)
     try:
-        return _train(data, out, cfg, resume, force, progress, ctx)
+        with deterministic_kernels(cfg.deterministic):
+            return _train(data, out, cfg, resume, force, progress, ctx)
     finally:
         shutdown(ctx)
 

@@ -125,6 +125,9 @@ class MultiViewConfig:
     """Time budget for training (0 = none): stop early and still write every output."""
     seed: int = 0
     """Seed of view sampling, backgrounds and initial values."""
+    deterministic: bool = True
+    """Use PyTorch's deterministic kernels (:func:`unrender.run_state.deterministic_kernels`): the same seed gives
+    the same mesh, and a resumed run ends where an uninterrupted one would."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
 

@@ -26,7 +26,7 @@ import torch
 from ...errors import InputError
 from ...geometry.dmtet import remove_small_components
 from ...mesh import Mesh
-from ...run_state import RunClock, atomic_torch_save
+from ...run_state import RunClock, atomic_torch_save, deterministic_kernels
 from .config import MultiViewConfig, config_from_dict, config_to_dict
 from .passes import Pass1, Pass2, padded_bounds
 from .views import training_views
@@ -165,9 +165,6 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
     Example:
         >>> reconstruct("data/mug", "runs/mug", preset("fast"))  # doctest: +SKIP
     """
-    from ...data.layouts import read_dataset
-    from .outputs import write_outputs
-
     out = Path(out)
     _prepare_out(out, resume, force)
     state = None
@@ -177,6 +174,16 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
     cfg = cfg or MultiViewConfig()
     if not resume:
         (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    with deterministic_kernels(cfg.deterministic):
+        _train_and_write(data, out, cfg, state, gt_mesh, progress)
+    return out
+
+
+def _train_and_write(data, out: Path, cfg: MultiViewConfig, state: dict | None, gt_mesh, progress: bool) -> None:
+    """Both passes from ``state`` (the checkpoint, or None for a fresh run), then every output."""
+    from ...data.layouts import read_dataset
+    from .outputs import write_outputs
+
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     train = read_dataset(data, "train")
@@ -220,4 +227,3 @@ def reconstruct(data, out, cfg: MultiViewConfig | None = None, gt_mesh=None, res
         for t in ("base_color", "orm", "normal"):
             setattr(final.material, t, getattr(final.material, t).detach())
     write_outputs(out, final, p2.light, data, cfg, history, clock.elapsed, gt_mesh=gt_mesh)
-    return out
