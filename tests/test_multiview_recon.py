@@ -55,7 +55,7 @@ def test_optimisation_lowers_the_losses(blob, tmp_path):
 
 
 def test_resume_after_a_kill_gives_the_same_result(blob, tmp_path, monkeypatch):
-    cfg = tiny_config("pass1.iterations=12", "pass2.iterations=6")
+    cfg = tiny_config("pass1.iterations=12", "pass2.iterations=6", "max_minutes=0")  # no budget: no clock
     ref = reconstruct(blob, tmp_path / "ref", cfg, progress=False)
     original = passes.Pass1.step
 
@@ -86,6 +86,8 @@ def test_time_budget_still_writes_outputs(blob, tmp_path):
     assert (out / "mesh" / "mesh.glb").exists() and (out / "metrics.json").exists()
     state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
     assert len(state["history"]["pass1"]) < 40
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"]["pass1"] == len(state["history"]["pass1"])
 
 
 def test_refusals(blob, tmp_path):

@@ -93,7 +93,8 @@ def write_outputs(out: Path, mesh, light, data, cfg, history: dict, seconds: flo
 
     light = write_mesh_and_light(out, mesh, light)
     metrics = {"triangles": mesh.num_faces, "vertices": mesh.num_vertices, "wall_time_s": round(seconds, 1),
-               "peak_memory_mib": round(peak_memory_mib(light.base.device), 1), "preset": cfg.preset}
+               "peak_memory_mib": round(peak_memory_mib(light.base.device), 1), "preset": cfg.preset,
+               "iterations": {"pass1": len(history["pass1"]), "pass2": len(history["pass2"])}}
     grid = None
     try:
         test = read_dataset(data, "test")

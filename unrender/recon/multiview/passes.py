@@ -69,6 +69,7 @@ class _Pass:
         return 0.0
 
     def step(self, views, it: int, gen: torch.Generator) -> dict:
+        """One optimisation step; ``it`` places it on the schedules (:func:`.pipeline.schedule_step`)."""
         c = self.settings()
         _set_lr(self.opt, lr_factor(it, c.iterations))
         idx = torch.randint(len(views), (c.batch_size,), generator=gen)

@@ -12,12 +12,15 @@ The script of the pipeline (each line a layer call):
 
 Progress is shown with a bar; a checkpoint is written every ``checkpoint_minutes`` and at the end of
 pass 1, and ``resume=True`` continues from it. ``max_minutes`` bounds the training time (60% for
-pass 1): training stops early and all outputs are still written.
+pass 1): training stops early and all outputs are still written. Under a budget, the schedules (learning
+rate, SDF regulariser weight) follow whichever of the step count and the clock is further along
+(:func:`schedule_step`), so a pass cut short still ends with its learning rate decayed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -73,17 +76,35 @@ def _state(stage: str, iteration: int, bounds, trainer, gen, clock, history) -> 
             "generator": gen.get_state(), "elapsed": clock.elapsed, "history": history}
 
 
+def schedule_step(it: int, start: int, total: int, elapsed: float, began: float, limit: float) -> int:
+    """The step a pass's schedules use at step ``it``: ``it`` itself, or more when the time limit will end the
+    pass first, ``max(it, start + (total - start) * (elapsed - began) / (limit - began))`` (capped at
+    ``total - 1``), where ``began`` is the clock when the pass (re)started at step ``start``.
+
+    Example:
+        >>> schedule_step(10, 0, 100, elapsed=30.0, began=0.0, limit=60.0)   # half the time gone at step 10
+        50
+        >>> schedule_step(10, 0, 100, elapsed=30.0, began=0.0, limit=float("inf"))
+        10
+    """
+    if not math.isfinite(limit) or limit <= began:
+        return it
+    by_time = start + (total - start) * (elapsed - began) / (limit - began)
+    return min(total - 1, max(it, int(by_time)))
+
+
 def train_pass(stage: str, title: str, trainer, total: int, start: int, views, gen, clock, limit: float, out: Path,
            bounds, history: dict, cfg, progress: bool) -> None:
     """Steps ``start..total`` of one pass, with a progress bar, periodic checkpoints and the time limit."""
     from .progress import TrainingProgress
 
-    last_save = time.perf_counter()
+    last_save, began = time.perf_counter(), clock.elapsed
     with TrainingProgress(title, total, start, enabled=progress) as bar:
         for it in range(start, total):
-            if clock.elapsed > limit:
+            elapsed = clock.elapsed
+            if elapsed > limit:
                 break
-            stats = trainer.step(views, it, gen)
+            stats = trainer.step(views, schedule_step(it, start, total, elapsed, began, limit), gen)
             history[stage].append(stats["loss"])
             bar.update(stats)
             if time.perf_counter() - last_save > 60 * cfg.checkpoint_minutes:
