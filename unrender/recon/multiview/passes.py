@@ -2,7 +2,8 @@
 
 **Pass 1** (topology): a DMTet grid (SDF + deformation per grid vertex; or FlexiCubes with its
 interpolation weights, ``pass1.topology``) initialised from the visual hull, a
-:class:`~unrender.geometry.fields.MaterialField`, and a learnable :class:`~unrender.render.lights.environment.EnvironmentLight`. Every step extracts the mesh with
+:class:`~unrender.geometry.fields.MaterialField`, and a learnable
+:class:`~unrender.render.lights.environment.EnvironmentLight`. Every step extracts the mesh with
 marching tetrahedra, renders ``batch_size`` random views over random background colours and minimises
 
     L = image_logl1 + w_mask * mask_mse + w_sdf(t) * sdf_sign_reg + w_smooth * material_smooth + w_light * white_balance
