@@ -69,6 +69,7 @@ class CollectionSamples(Dataset):
         self.split, self.samples_per_object, self.seed = split, int(samples_per_object), int(seed)
         self.max_samples, self.fixed_views, self.load_points = max_samples, fixed_views, load_points
         self.epoch = 0
+        self._surface: dict[int, torch.Tensor] = {}
         first = read_dvr_object(self.dirs[0], views=[0], load_points=False)
         self.height, self.width = int(first.images.shape[1]), int(first.images.shape[2])
         self.near, self.far = float(first.camera.near), float(first.camera.far)
@@ -125,6 +126,24 @@ class CollectionSamples(Dataset):
     def _input_view(self, rng: np.random.Generator, obj: int) -> int:
         return int(rng.integers(self.num_views(obj)))
 
+    def surface_sample(self, obj: int, points, n: int, rng: np.random.Generator) -> torch.Tensor:
+        """``n`` ground-truth surface points ``[n,3]`` of object ``obj``, drawn (with replacement) from its
+        ``pointcloud.npz`` ``points``, or, without one, from 30,000 area-weighted samples of its ``mesh.obj``."""
+        if points is None:
+            if obj not in self._surface:  # sampled once per object
+                from ..geometry.sdf_samples import sample_surface
+                from ..io.mesh_files import load_mesh
+
+                path = self.dirs[obj] / "mesh.obj"
+                if not path.is_file():
+                    raise DataError(f"{self.dirs[obj]} has neither pointcloud.npz nor mesh.obj: its surface is "
+                                    f"unknown. Add one of them (or validate DIB-R by iou: best_metric=iou).")
+                mesh = load_mesh(path)
+                gen = torch.Generator().manual_seed(self.seed)
+                self._surface[obj] = sample_surface(mesh.vertices, mesh.faces, 30_000, gen)[0].float()
+            points = self._surface[obj]
+        return points[torch.from_numpy(rng.integers(0, points.shape[0], n))].float()
+
 
 def _camera_tensors(cam: Camera) -> dict[str, torch.Tensor]:
     return {"c2w": cam.c2w.float(), "intrinsics": torch.stack([cam.fx, cam.fy, cam.cx, cam.cy], -1).float()}
@@ -134,7 +153,9 @@ class DIBRSamples(CollectionSamples):
     """DIB-R training samples: input view + ``target_views`` rendered views (module docstring).
 
     Each item is a dict: ``image [3,H,W]`` (the input view, linear RGB), ``masks [K,H,W]``, ``rgb [K,H,W,3]``
-    (view 0 = the input view), ``c2w [K,4,4]``, ``intrinsics [K,4]``, ``object`` and ``view`` (ints).
+    (view 0 = the input view), ``c2w [K,4,4]``, ``intrinsics [K,4]``, ``object`` and ``view`` (ints); with
+    ``surface_points = P > 0`` also ``surface [P,3]``, ground-truth surface points (:meth:`surface_sample`), for the
+    validation Chamfer distance.
 
     Example:
         >>> ds = DIBRSamples("coll", "train", target_views=2)             # doctest: +SKIP
@@ -143,7 +164,7 @@ class DIBRSamples(CollectionSamples):
     """
 
     def __init__(self, root, split: str, target_views: int = 2, input_shift: int = 0, input_brightness: float = 0.0,
-                 background: float = 1.0, **kwargs):
+                 background: float = 1.0, surface_points: int = 0, **kwargs):
         if target_views < 1:
             raise InputError(f"target_views must be >= 1; got {target_views}.")
         if input_shift < 0 or not 0.0 <= input_brightness < 1.0:
@@ -151,6 +172,9 @@ class DIBRSamples(CollectionSamples):
                              f"{input_brightness}.")
         self.target_views = int(target_views)
         self.input_shift, self.input_brightness, self.background = int(input_shift), float(input_brightness), background
+        self.surface_points = int(surface_points)
+        if self.surface_points > 0:
+            kwargs["load_points"] = True
         super().__init__(root, split, **kwargs)
 
     def __getitem__(self, index: int) -> dict:
@@ -160,11 +184,14 @@ class DIBRSamples(CollectionSamples):
         others = [v for v in range(self.num_views(obj)) if v != first] or [first]
         extra = rng.choice(others, size=self.target_views - 1, replace=len(others) < self.target_views - 1)
         views = [first, *(int(v) for v in extra)]
-        images, masks, cam, _ = self.views_of(obj, views)
+        images, masks, cam, points = self.views_of(obj, views)
         image = images[0].permute(2, 0, 1).contiguous()
         if self.input_shift or self.input_brightness:
             image = jitter_input(image, masks[0], rng, self.input_shift, self.input_brightness, self.background)
-        return {"image": image, "masks": masks, "rgb": images, **_camera_tensors(cam), "object": obj, "view": first}
+        item = {"image": image, "masks": masks, "rgb": images, **_camera_tensors(cam), "object": obj, "view": first}
+        if self.surface_points > 0:
+            item["surface"] = self.surface_sample(obj, points, self.surface_points, rng)
+        return item
 
 
 def jitter_input(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator, shift: int, brightness: float,
@@ -234,7 +261,6 @@ class ImplicitSamples(CollectionSamples):
                                 f"object's watertight mesh.obj (collections from `unrender synth --kind collection` "
                                 f"have one).")
         self._sdf: list[SDFSamples] | None = None
-        self._surface: dict[int, torch.Tensor] = {}
 
     def prepare_cache(self) -> None:
         """Compute (or load) every object's SDF samples, so that later reads hit the cache; keeps them in memory
@@ -269,18 +295,6 @@ class ImplicitSamples(CollectionSamples):
             idx = np.concatenate([idx, rng.integers(0, n, self.query_points - idx.size)])
         return idx
 
-    def _surface_points(self, obj: int, points) -> torch.Tensor:
-        if points is not None:
-            return points
-        if obj not in self._surface:  # no pointcloud.npz: sample the mesh once
-            from ..geometry.sdf_samples import sample_surface
-            from ..io.mesh_files import load_mesh
-
-            mesh = load_mesh(self.dirs[obj] / "mesh.obj")
-            gen = torch.Generator().manual_seed(self.seed)
-            self._surface[obj] = sample_surface(mesh.vertices, mesh.faces, 30_000, gen)[0].float()
-        return self._surface[obj]
-
     def __getitem__(self, index: int) -> dict:
         obj = self.object_of(index)
         rng = self.rng(index)
@@ -288,10 +302,9 @@ class ImplicitSamples(CollectionSamples):
         images, _, cam, points = self.views_of(obj, [view])
         samples = self._samples(obj)
         q = torch.from_numpy(self._query_indices(samples, rng))
-        surface = self._surface_points(obj, points)
-        s = torch.from_numpy(rng.integers(0, surface.shape[0], self.surface_points))
+        surface = self.surface_sample(obj, points, self.surface_points, rng)
         return {"image": images[0].permute(2, 0, 1).contiguous(), "points": samples.points[q].float(),
-                "sdf": samples.sdf[q].float(), "surface": surface[s].float(), **_camera_tensors(cam),
+                "sdf": samples.sdf[q].float(), "surface": surface, **_camera_tensors(cam),
                 "object": obj, "view": view}
 
 

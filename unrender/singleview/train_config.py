@@ -153,7 +153,8 @@ class SingleViewConfig:
     """Validation samples (fixed views, at most this many) scored after every epoch."""
     best_metric: str = "auto"
     """Validation metric that picks ``best.pt``: ``auto`` (``iou`` for dibr, ``sdf_l1`` for implicit), ``loss``,
-    ``iou``, ``sdf_l1`` or ``sign_accuracy``."""
+    ``iou``, ``chamfer`` (dibr: Chamfer-L1 of 2,500 points against the val objects' ground truth, DIB-R's
+    protocol), ``sdf_l1`` or ``sign_accuracy``."""
     background: float = 1.0
     """Grey level of the training images' background (``unrender synth`` collections: white, 1); ``predict``
     composites RGBA inputs over it."""
@@ -194,7 +195,7 @@ class SingleViewConfig:
 
 
 #: Validation metrics and whether larger is better.
-METRIC_HIGHER_IS_BETTER = {"loss": False, "iou": True, "sdf_l1": False, "sign_accuracy": True}
+METRIC_HIGHER_IS_BETTER = {"loss": False, "iou": True, "chamfer": False, "sdf_l1": False, "sign_accuracy": True}
 
 
 def preset(name: str, model: str = "dibr") -> SingleViewConfig:
@@ -253,7 +254,7 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
         if getattr(cfg, key) < 0:
             raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")
     metric = cfg.resolved_best_metric()
-    allowed = ("loss", "iou") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
+    allowed = ("loss", "iou", "chamfer") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
     if metric not in allowed:
         raise InputError(f"best_metric {metric!r} is not computed for model {cfg.model}; use auto or one of "
                          f"{', '.join(allowed)}.")

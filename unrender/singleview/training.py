@@ -44,6 +44,7 @@ from ..run_state import RunClock, atomic_torch_save, atomic_write_text, determin
 from .batches import CollectionSamples, DIBRSamples, ImplicitSamples, batch_cameras
 from ..distributed import (DistributedContext, barrier, broadcast_error, init_distributed, max_over_ranks,
                           shard_sampler, shutdown, sum_over_ranks, unwrap_model, wrap_model)
+from ..geometry.sdf_samples import sample_surface
 from .history_plot import plot_history
 from .symmetry import detect_mirror_axis
 from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, lr_factor,
@@ -59,7 +60,7 @@ RUN_FILES = ("checkpoint", BEST, HISTORY, PLOT, CONFIG)
 FORMAT = "unrender-singleview/1"
 
 __all__ = ["TrainResult", "train_singleview", "build_model", "load_run_config", "make_datasets", "validate",
-           "batch_losses", "preset", "CHECKPOINT", "BEST"]
+           "batch_losses", "predicted_mesh_chamfer", "preset", "CHECKPOINT", "BEST"]
 
 
 @dataclass
@@ -158,7 +159,9 @@ def make_datasets(data, run, cfg: SingleViewConfig, ctx: DistributedContext | No
     jitter = {"input_shift": cfg.dibr.input_shift, "input_brightness": cfg.dibr.input_brightness,
               "background": cfg.background} if cfg.model == "dibr" else {}
     train = make("train", samples_per_object=cfg.samples_per_object, **jitter)
-    val = make(val_split, samples_per_object=1, fixed_views=True, max_samples=cfg.val_samples)
+    truth = {"surface_points": VAL_CHAMFER_POINTS} if cfg.model == "dibr" and cfg.resolved_best_metric() == "chamfer" \
+        else {}
+    val = make(val_split, samples_per_object=1, fixed_views=True, max_samples=cfg.val_samples, **truth)
     if isinstance(train, ImplicitSamples):
         error = None
         if ctx is None or ctx.is_main:
@@ -216,24 +219,63 @@ def batch_losses(model: nn.Module, batch: dict, cfg: SingleViewConfig, size: tup
     return losses
 
 
+#: Points per surface of the validation Chamfer distance (DIB-R's protocol).
+VAL_CHAMFER_POINTS = 2500
+
+
+def predicted_mesh_chamfer(vertices: torch.Tensor, faces: torch.Tensor, truth: torch.Tensor, seed: int = 0
+                           ) -> torch.Tensor:
+    """Chamfer-L1 per sample, ``(mean_x d(x, Y) + mean_y d(y, X)) / 2`` (DIB-R's protocol, Euclidean distances),
+    between ``P`` area-weighted samples ``X`` of each predicted mesh and its ground-truth points ``Y``.
+
+    Args:
+        vertices: ``[B,V,3]`` predicted vertices; ``faces``: ``[F,3]`` shared triangles.
+        truth: ``[B,P,3]`` ground-truth surface points.
+        seed: seed of the surface samples.
+    Returns:
+        ``[B]`` distances.
+
+    Example:
+        >>> from unrender.geometry.primitives import box
+        >>> b = box((1.0, 1.0, 1.0))
+        >>> y = sample_surface(b.vertices, b.faces, 2000, torch.Generator().manual_seed(1))[0]
+        >>> float(predicted_mesh_chamfer(b.vertices[None], b.faces, y[None])[0]) < 0.02
+        True
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for v, y in zip(vertices, truth):
+        x = sample_surface(v.detach().float().cpu(), faces.cpu(), y.shape[0], gen)[0].to(y)
+        d = torch.cdist(x, y.float())
+        out.append((d.amin(1).mean() + d.amin(0).mean()) / 2)
+    return torch.stack(out)
+
+
 def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig, device: torch.device,
              topology=None) -> dict[str, float]:
     """Validation metrics, averaged over ``dataset`` (sample-weighted), computed without gradients in eval mode.
 
     ``loss`` (the training objective) for both models; DIB-R: ``iou`` (rasterised coverage vs mask at 0.5,
-    over the target views); implicit: ``sdf_l1`` = ``mean |clamp(pred) - clamp(target)|`` at the clamp
+    over the target views) and, when the items hold ground-truth ``surface`` points, ``chamfer``
+    (:func:`predicted_mesh_chamfer`); implicit: ``sdf_l1`` = ``mean |clamp(pred) - clamp(target)|`` at the clamp
     ``delta`` and ``sign_accuracy`` = fraction of queries on the right side of the surface.
     """
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
     keys = ("loss", "iou") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
+    if cfg.model == "dibr" and getattr(dataset, "surface_points", 0) > 0:
+        keys += ("chamfer",)
     sums, count = dict.fromkeys(keys, 0.0), 0
     size = (dataset.width, dataset.height, dataset.near, dataset.far)
     try:
         with torch.no_grad():
             for batch in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False):
                 losses = batch_losses(net, batch, cfg, size, device, topology)
+                if "chamfer" in keys:
+                    pred = net(batch["image"].to(device))
+                    losses["chamfer"] = predicted_mesh_chamfer(pred.vertices, pred.faces, batch["surface"].to(device),
+                                                               seed=count).mean()
                 n = batch["image"].shape[0]
                 for k in keys:
                     sums[k] += float(losses["total" if k == "loss" else k]) * n
