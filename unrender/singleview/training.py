@@ -183,7 +183,7 @@ def make_datasets(data, run, cfg: SingleViewConfig, ctx: DistributedContext | No
 
 # ------------------------------------------------------------------------------------------------ losses
 def batch_losses(model: nn.Module, batch: dict, cfg: SingleViewConfig, size: tuple[int, int, float, float],
-                 device: torch.device, topology=None) -> dict[str, torch.Tensor]:
+                 device: torch.device, topology=None, predictions: list | None = None) -> dict[str, torch.Tensor]:
     """The model's training losses on a collated batch of :mod:`.batches` items.
 
     Args:
@@ -193,6 +193,7 @@ def batch_losses(model: nn.Module, batch: dict, cfg: SingleViewConfig, size: tup
         size: ``(width, height, near, far)`` of the collection's cameras.
         device: where the model lives.
         topology: ``build_topology`` of the DIB-R template (reused across steps).
+        predictions: when given, the model's output for the batch is appended to it (validation scores it).
     Returns:
         dict of scalar tensors with ``"total"``; DIB-R's also hold ``"iou"``.
     """
@@ -205,7 +206,10 @@ def batch_losses(model: nn.Module, batch: dict, cfg: SingleViewConfig, size: tup
         weights = DIBRLossWeights(silhouette=d.silhouette, color=d.color, laplacian=d.laplacian, flatten=d.flatten,
                                   silhouette_delta=d.silhouette_delta or None)
         cams = batch_cameras(batch, w, h, near, far, device)
-        return dibr_losses(model(images), cams, batch["masks"].to(device), batch["rgb"].to(device), weights, topology)
+        pred = model(images)
+        if predictions is not None:
+            predictions.append(pred)
+        return dibr_losses(pred, cams, batch["masks"].to(device), batch["rgb"].to(device), weights, topology)
     m = cfg.implicit
     weights = ImplicitLossWeights(sdf=m.sdf, chamfer=m.chamfer, transformer=m.transformer, clamp=m.clamp,
                                   near_surface_weight=m.near_surface_weight, near_surface_band=m.near_surface_band)
@@ -271,9 +275,10 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
     try:
         with torch.no_grad():
             for batch in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False):
-                losses = batch_losses(net, batch, cfg, size, device, topology)
+                predictions = []
+                losses = batch_losses(net, batch, cfg, size, device, topology, predictions)
                 if "chamfer" in keys:
-                    pred = net(batch["image"].to(device))
+                    pred = predictions[0]
                     losses["chamfer"] = predicted_mesh_chamfer(pred.vertices, pred.faces, batch["surface"].to(device),
                                                                seed=count).mean()
                 n = batch["image"].shape[0]
