@@ -25,6 +25,11 @@ import torch
 from ..checks import float_tensor, index_tensor, resolution_pair, same_device
 from ..errors import InputError
 
+try:  # numba is a dependency; the pure-torch path keeps working if it is broken on a platform
+    from . import soft_silhouette_cpu
+except Exception:  # noqa: BLE001
+    soft_silhouette_cpu = None
+
 # Smallest value of 1 - e_j fed to the log: bounds the gradient of pixels a hair outside an edge.
 _MIN_ONE_MINUS = 1e-6
 
@@ -151,8 +156,32 @@ def _near_distance2(corners, terms, fid, px, py, limit: float):
     return _BoundaryDistance2.apply(corners, d2[near], fid[near], edge[near], r, s), near
 
 
+class _SoftSilhouetteCPU(torch.autograd.Function):
+    """Compiled forward and analytic backward of :func:`soft_silhouette` (see :mod:`.soft_silhouette_cpu`),
+    differentiable w.r.t. the projected corners ``ndc [B,F,3,2]``."""
+
+    @staticmethod
+    def forward(ctx, ndc, front, h, w, delta, min_d2):
+        ndc_np = ndc.detach().contiguous().numpy()
+        front_np = front.contiguous().numpy()
+        out, covered, log_sum = soft_silhouette_cpu.soft_silhouette_forward(ndc_np, front_np, h, w, delta, min_d2,
+                                                                            _MIN_ONE_MINUS)
+        ctx.save_for_backward(ndc, front, torch.from_numpy(covered), torch.from_numpy(log_sum))
+        ctx.constants = (delta, min_d2)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ndc, front, covered, log_sum = ctx.saved_tensors
+        delta, min_d2 = ctx.constants
+        g = soft_silhouette_cpu.soft_silhouette_backward(
+            ndc.detach().contiguous().numpy(), front.numpy(), covered.numpy(), log_sum.numpy(),
+            grad.to(torch.float64).contiguous().numpy(), delta, min_d2, _MIN_ONE_MINUS)
+        return torch.from_numpy(g), None, None, None, None, None
+
+
 def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1e-4,
-                    max_pairs: int = 1 << 22) -> torch.Tensor:
+                    max_pairs: int = 1 << 22, backend: str = "auto") -> torch.Tensor:
     """DIB-R soft silhouette ``A(p) = 1 - prod_j (1 - exp(-d(p, f_j)^2 / delta))`` per pixel.
 
     ``d(p, f_j)`` is the ndc distance from pixel centre ``p`` to the projection of triangle ``j`` (0 inside);
@@ -172,7 +201,9 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         delta: falloff ``> 0`` in squared ndc units.
         cutoff: influences below this are skipped, in ``(0, 1)``; sets the search radius
             ``sqrt(delta ln(1 / cutoff))``.
-        max_pairs: (face, pixel) pairs evaluated per chunk, bounds the working memory.
+        max_pairs: (face, pixel) pairs evaluated per chunk by the ``torch`` backend, bounds its working memory.
+        backend: ``"auto"`` (the compiled kernel for CPU tensors), ``"numba"`` or ``"torch"`` (the reference,
+            any device); the result is the same up to rounding.
     Returns:
         ``[B,H,W]`` in ``[0, 1]``, ``pos``'s dtype, differentiable w.r.t. ``pos``.
 
@@ -196,11 +227,19 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         raise InputError(f"cutoff must lie in (0, 1); got {cutoff}.")
     if int(max_pairs) < 1:
         raise InputError(f"max_pairs must be a positive integer; got {max_pairs}.")
+    if backend not in ("auto", "numba", "torch"):
+        raise InputError(f"backend must be 'auto', 'numba' or 'torch'; got {backend!r}.")
+    if backend == "auto":
+        backend = "numba" if (soft_silhouette_cpu is not None and pos.device.type == "cpu") else "torch"
+    if backend == "numba" and (soft_silhouette_cpu is None or pos.device.type != "cpu"):
+        raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
     nb, nf = pos.shape[0], tri.shape[0]
     if nf == 0:
         return pos.new_zeros(nb, h, w)
     min_d2 = delta * math.log(1.0 / cutoff)
     ndc, front = _projected(pos, tri)
+    if backend == "numba":
+        return _SoftSilhouetteCPU.apply(ndc, front, h, w, delta, min_d2)
     with torch.no_grad():
         tight = _pixel_boxes(ndc.detach(), front, 0.0, h, w)
         grown = _pixel_boxes(ndc.detach(), front, math.sqrt(min_d2), h, w)

@@ -394,7 +394,9 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
     model = build_model(cfg).to(device)
     train, val, val_split = make_datasets(data, out, cfg, ctx)
     size = (train.width, train.height, train.near, train.far)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one multi-tensor update instead of a Python loop over ~60 tensors; on CPU, where it is not the
+    # default, that loop cost 15% of a DIB-R step.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     state = None
     if resume:
         state = torch.load(out / CHECKPOINT, weights_only=True, map_location=device)
