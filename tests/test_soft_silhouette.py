@@ -149,14 +149,14 @@ def deformed_sphere_views(dtype, views=3, seed=0):
 
 
 @pytest.mark.skipif(silhouette_module.soft_silhouette_cpu is None, reason="numba kernels unavailable")
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_numba_matches_the_torch_reference_on_a_mesh(dtype):
+@pytest.mark.parametrize("dtype,cull", [(torch.float64, False), (torch.float32, False), (torch.float64, True)])
+def test_numba_matches_the_torch_reference_on_a_mesh(dtype, cull):
     pos, tri = deformed_sphere_views(dtype)
     weights = torch.rand(pos.shape[0], 24, 24, generator=torch.Generator().manual_seed(1), dtype=dtype)
     results = []
     for backend in ("torch", "numba"):
         p = pos.clone().requires_grad_()
-        sil = soft_silhouette(p, tri, 24, delta=2e-3, backend=backend)
+        sil = soft_silhouette(p, tri, 24, delta=2e-3, backend=backend, cull_backfaces=cull)
         (sil * weights).sum().backward()
         results.append((sil.detach(), p.grad))
     (ref, ref_grad), (fast, fast_grad) = results
@@ -166,6 +166,21 @@ def test_numba_matches_the_torch_reference_on_a_mesh(dtype):
     assert (fast - ref).abs().max() < tol
     assert ref_grad.abs().max() > 1e-3
     assert (fast_grad - ref_grad).abs().max() < tol * 100 * ref_grad.abs().max()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cull_backfaces_drops_clockwise_triangles_only(backend):
+    xy = [(-0.5, -0.4), (0.5, -0.3), (-0.1, 0.6)]  # counter-clockwise
+    tri = torch.tensor([[0, 1, 2]])
+    ccw = soft_silhouette(clip(xy), tri, 16, delta=0.01, backend=backend, cull_backfaces=True)
+    assert torch.equal(ccw, soft_silhouette(clip(xy), tri, 16, delta=0.01, backend=backend)) and ccw.max() == 1
+    cw = soft_silhouette(clip(xy), tri[:, [0, 2, 1]], 16, delta=0.01, backend=backend, cull_backfaces=True)
+    assert (cw == 0).all()
+    # a closed sphere: the front half alone covers the same pixels as the whole mesh
+    pos, faces = deformed_sphere_views(torch.float64, views=2)
+    full = soft_silhouette(pos, faces, 24, delta=2e-3, backend=backend)
+    front = soft_silhouette(pos, faces, 24, delta=2e-3, backend=backend, cull_backfaces=True)
+    assert torch.equal(full == 1, front == 1) and (full == 1).sum() > 100
 
 
 @pytest.mark.skipif(silhouette_module.soft_silhouette_cpu is None, reason="numba kernels unavailable")

@@ -240,18 +240,6 @@ def default_silhouette_delta(height: int, width: int) -> float:
     return (0.8 / max(height, width)) ** 2
 
 
-def _front_face_soup(pos: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-view triangle soup ``(pos[N,3F,4], tri[F,3])`` in which back-facing triangles are moved behind the
-    camera (``w = -1``), so that :func:`soft_silhouette` skips them; the soup lets each view drop its own set."""
-    corners = pos[:, faces]  # [N,F,3,4]
-    xyw = corners[..., [0, 1, 3]]
-    # det[p0 p1 p2] of the (x, y, w) rows has the sign of the projected area when all w > 0: > 0 is CCW.
-    det = (xyw[:, :, 0] * torch.linalg.cross(xyw[:, :, 1], xyw[:, :, 2], dim=-1)).sum(-1)
-    behind = pos.new_tensor([0.0, 0.0, 0.0, -1.0])
-    soup = torch.where((det > 0)[..., None, None], corners, behind).reshape(pos.shape[0], -1, 4)
-    return soup, torch.arange(soup.shape[1], device=pos.device).reshape(-1, 3)
-
-
 def render_views(out: DIBROutput, cameras: Camera, silhouette_delta: float | None = None,
                  use_antialias: bool = False, cull_backfaces: bool = True,
                  topology: EdgeTopology | None = None) -> DIBRRender:
@@ -287,10 +275,7 @@ def render_views(out: DIBROutput, cameras: Camera, silhouette_delta: float | Non
     verts = out.vertices[owner]
     pos = cameras.world_to_clip(verts).contiguous()
     delta = default_silhouette_delta(h, w) if silhouette_delta is None else silhouette_delta
-    if cull_backfaces:
-        sil = soft_silhouette(*_front_face_soup(pos, out.faces), (h, w), delta=delta).flip(1)
-    else:
-        sil = soft_silhouette(pos, out.faces, (h, w), delta=delta).flip(1)
+    sil = soft_silhouette(pos, out.faces, (h, w), delta=delta, cull_backfaces=cull_backfaces).flip(1)
     rast = rasterize(pos, out.faces, (h, w))
     color = interpolate(out.colors[owner], rast, out.faces)
     if out.lighting != "none" and out.light is not None:
