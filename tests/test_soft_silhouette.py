@@ -183,6 +183,18 @@ def test_cull_backfaces_drops_clockwise_triangles_only(backend):
     assert torch.equal(full == 1, front == 1) and (full == 1).sum() > 100
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_triangles_far_off_screen_change_nothing(backend):
+    # pixel boxes of corners ~1e21 pixels away must clamp to the image instead of overflowing an int
+    near = [(-0.5, -0.5), (0.5, -0.3), (-0.3, 0.6)]
+    far = [(1e20, 1e20), (2e20, 1e20), (1e20, 3e20)]
+    tri = torch.tensor([[0, 1, 2]])
+    alone = soft_silhouette(clip(near), tri, 16, delta=0.01, backend=backend)
+    both = soft_silhouette(torch.cat([clip(near), clip(far)]), torch.tensor([[0, 1, 2], [3, 4, 5]]), 16, delta=0.01,
+                           backend=backend)
+    assert (alone == 1).sum() > 20 and torch.equal(both, alone)
+
+
 @pytest.mark.skipif(silhouette_module.soft_silhouette_cpu is None, reason="numba kernels unavailable")
 def test_numba_backend_refuses_what_it_cannot_run():
     pos = clip([(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5)])

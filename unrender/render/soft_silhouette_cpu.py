@@ -35,10 +35,11 @@ def _box(x0, y0, x1, y1, x2, y2, radius, height, width):  # pragma: no cover - c
     lo_y, hi_y = min(y0, y1, y2) - radius, max(y0, y1, y2) + radius
     if not (math.isfinite(lo_x) and math.isfinite(hi_x) and math.isfinite(lo_y) and math.isfinite(hi_y)):
         return 1, 0, 1, 0
-    col0 = max(0.0, math.ceil((lo_x + 1.0) * 0.5 * width - 0.5))
-    col1 = min(width - 1.0, math.floor((hi_x + 1.0) * 0.5 * width - 0.5))
-    row0 = max(0.0, math.ceil((lo_y + 1.0) * 0.5 * height - 0.5))
-    row1 = min(height - 1.0, math.floor((hi_y + 1.0) * 0.5 * height - 0.5))
+    # clamped on both sides (as the PyTorch path does) so that a corner far off screen converts to a valid int
+    col0 = min(max(0.0, math.ceil((lo_x + 1.0) * 0.5 * width - 0.5)), float(width))
+    col1 = max(min(width - 1.0, math.floor((hi_x + 1.0) * 0.5 * width - 0.5)), -1.0)
+    row0 = min(max(0.0, math.ceil((lo_y + 1.0) * 0.5 * height - 0.5)), float(height))
+    row1 = max(min(height - 1.0, math.floor((hi_y + 1.0) * 0.5 * height - 0.5)), -1.0)
     return int(col0), int(col1), int(row0), int(row1)
 
 
