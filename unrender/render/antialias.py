@@ -45,6 +45,7 @@ import torch
 
 from ..checks import float_tensor, index_tensor, same_device
 from ..errors import InputError
+from .kernel_config import resolve_backend
 
 try:  # numba is a dependency; the pure-torch search keeps working where it is broken
     from . import antialias_cpu
@@ -305,10 +306,7 @@ def antialias(color, rast, pos, tri, topology: EdgeTopology | None = None, pos_g
         topology = topology.to(pos.device)
     if tri.shape[0] == 0:
         return color
-    if backend == "auto":
-        backend = "numba" if (antialias_cpu is not None and pos.device.type == "cpu") else "torch"
-    if backend == "numba" and (antialias_cpu is None or pos.device.type != "cpu"):
-        raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
+    backend = resolve_backend(backend, antialias_cpu is not None, pos.device.type)
 
     with torch.no_grad():
         if backend == "numba":

@@ -9,6 +9,8 @@ disk). On a heavily loaded machine parallel compilation can take minutes; set
 
 import os
 
+from ..errors import InputError
+
 PARALLEL = os.environ.get("UNRENDER_NUMBA_PARALLEL", "1") != "0"
 
 
@@ -23,3 +25,22 @@ def worker_count() -> int:
     import numba
 
     return max(1, numba.get_num_threads())
+
+
+def resolve_backend(backend: str, compiled_available: bool, device_type: str) -> str:
+    """``"numba"`` or ``"torch"`` for an op's ``backend`` argument (``"auto"``, ``"numba"`` or ``"torch"``): ``auto``
+    picks the compiled kernel when it imported and the tensors are on the CPU; an explicit ``numba`` that cannot
+    run raises :class:`~unrender.errors.InputError`.
+
+    Example:
+        >>> resolve_backend("auto", True, "cuda")
+        'torch'
+    """
+    if backend not in ("auto", "numba", "torch"):
+        raise InputError(f"backend must be 'auto', 'numba' or 'torch'; got {backend!r}.")
+    runnable = compiled_available and device_type == "cpu"
+    if backend == "auto":
+        return "numba" if runnable else "torch"
+    if backend == "numba" and not runnable:
+        raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
+    return backend

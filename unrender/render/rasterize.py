@@ -17,6 +17,7 @@ import torch
 
 from ..checks import float_tensor, index_tensor, resolution_pair, same_device
 from ..errors import InputError
+from .kernel_config import resolve_backend
 from .visibility import visible_triangles
 
 try:  # numba is a dependency; the pure-torch path keeps working if it is broken on a platform
@@ -82,11 +83,7 @@ def rasterize(pos, tri, resolution, backend: str = "auto") -> torch.Tensor:
         raise InputError(f"backend must be 'auto', 'numba' or 'torch'; got {backend!r}.")
     if tri.shape[0] == 0:
         return pos.new_zeros(pos.shape[0], h, w, 4)
-    if backend == "auto":
-        backend = "numba" if (raster_cpu is not None and pos.device.type == "cpu") else "torch"
-    if backend == "numba":
-        if raster_cpu is None or pos.device.type != "cpu":
-            raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
+    if resolve_backend(backend, raster_cpu is not None, pos.device.type) == "numba":
         return _RasterizeCPU.apply(pos, tri, h, w)
     return rasterize_reference(pos, tri, (h, w))
 

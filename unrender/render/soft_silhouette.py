@@ -24,6 +24,7 @@ import torch
 
 from ..checks import float_tensor, index_tensor, resolution_pair, same_device
 from ..errors import InputError
+from .kernel_config import resolve_backend
 
 try:  # numba is a dependency; the pure-torch path keeps working if it is broken on a platform
     from . import soft_silhouette_cpu
@@ -235,12 +236,7 @@ def soft_silhouette(pos, tri, resolution, delta: float = 1e-4, cutoff: float = 1
         raise InputError(f"cutoff must lie in (0, 1); got {cutoff}.")
     if int(max_pairs) < 1:
         raise InputError(f"max_pairs must be a positive integer; got {max_pairs}.")
-    if backend not in ("auto", "numba", "torch"):
-        raise InputError(f"backend must be 'auto', 'numba' or 'torch'; got {backend!r}.")
-    if backend == "auto":
-        backend = "numba" if (soft_silhouette_cpu is not None and pos.device.type == "cpu") else "torch"
-    if backend == "numba" and (soft_silhouette_cpu is None or pos.device.type != "cpu"):
-        raise InputError("backend='numba' needs numba and CPU tensors; use backend='torch' for other devices.")
+    backend = resolve_backend(backend, soft_silhouette_cpu is not None, pos.device.type)
     nb, nf = pos.shape[0], tri.shape[0]
     if nf == 0:
         return pos.new_zeros(nb, h, w)
