@@ -93,6 +93,23 @@ def test_dibr_untrained_model_is_the_grey_template_sphere():
     assert n_params < 4_000_000
 
 
+def test_dibr_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = DIBRPredictor(dropout=0.5)
+    torch.nn.init.normal_(model.offset_head.weight, std=0.1)  # heads start at zero, which would hide the dropout
+    images = torch.rand(1, 4, 64, 64)
+    a, b = model(images).vertices, model(images).vertices
+    assert not torch.allclose(a, b)  # a new mask each call
+    model.eval()
+    a, b = model(images).vertices, model(images).vertices
+    assert torch.equal(a, b)
+    reference = DIBRPredictor()
+    reference.load_state_dict(model.state_dict())  # the rate is not part of the weights
+    assert torch.equal(reference.eval()(images).vertices, a)
+    with pytest.raises(InputError, match="dropout"):
+        DIBRPredictor(dropout=1.0)
+
+
 def test_render_views_matches_render_mesh_orientation():
     """The true mesh rendered by render_views overlaps render_mesh's alpha (top row first) almost exactly."""
     mesh, cams, masks, rgb, _ = ellipsoid_scene()

@@ -104,6 +104,8 @@ class DIBRPredictor(nn.Module):
         symmetry: ``"none"``, or the axis ``"x"``/``"y"``/``"z"`` whose plane through the origin the predicted
             shape is mirror symmetric about (:func:`unrender.singleview.symmetry.symmetrize`, applied after the
             centre and scale).
+        dropout: probability that dropout zeroes an element of the global feature before the heads (training
+            only; a regulariser against memorising the training objects).
 
     Example:
         >>> model = DIBRPredictor(lighting="sh")
@@ -114,7 +116,7 @@ class DIBRPredictor(nn.Module):
     def __init__(self, in_channels: int = 4, subdivisions: int = 3, template_radius: float = 0.5,
                  max_offset: float = 0.5, global_transform: bool = True, lighting: str = "none",
                  widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 512,
-                 symmetry: str = "none"):
+                 symmetry: str = "none", dropout: float = 0.0):
         super().__init__()
         if lighting not in _LIGHT_SIZES:
             raise InputError(f"lighting must be 'none', 'sh' or 'directional'; got {lighting!r}.")
@@ -128,7 +130,10 @@ class DIBRPredictor(nn.Module):
             self.register_buffer("mirror", mirror_permutation(self.template, symmetry), persistent=False)
         self.max_offset = float(max_offset)
         self.lighting = lighting
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1); got {dropout}.")
         self.encoder = ImageEncoder(in_channels, widths, feature_dim)
+        self.feature_dropout = nn.Dropout(dropout)  # no parameters: checkpoints load with any rate
         nv = verts.shape[0]
         self.decoder = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU())
         self.offset_head = nn.Linear(hidden_dim, nv * 3)
@@ -149,7 +154,7 @@ class DIBRPredictor(nn.Module):
         """``images[B,C,H,W]`` (linear RGB(A), top row first) -> :class:`DIBROutput`."""
         g = self.encoder(images).global_feature
         b = g.shape[0]
-        hidden = self.decoder(g)
+        hidden = self.decoder(self.feature_dropout(g))
         offsets = self.max_offset * torch.tanh(self.offset_head(hidden)).reshape(b, -1, 3)
         verts = self.template.to(g.dtype) + offsets
         if self.transform_head is not None:

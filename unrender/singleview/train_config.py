@@ -48,6 +48,8 @@ class DIBRConfig:
     """Size of the encoder's global feature."""
     hidden_dim: int = 512
     """Width of the decoder layer shared by the offset and colour heads."""
+    dropout: float = 0.0
+    """Dropout probability on the global feature before the decoder (training only)."""
     target_views: int = 2
     """Views each prediction is rendered into and compared with: the input view plus ``target_views - 1``
     others of the same object drawn at random (DIB-R uses 2)."""
@@ -262,6 +264,8 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     if cfg.dibr.input_shift < 0 or not 0.0 <= cfg.dibr.input_brightness < 1.0:
         raise InputError(f"dibr.input_shift must be >= 0 and dibr.input_brightness in [0, 1); got "
                          f"{cfg.dibr.input_shift}, {cfg.dibr.input_brightness}.")
+    if not 0.0 <= cfg.dibr.dropout < 1.0:
+        raise InputError(f"dibr.dropout must be in [0, 1); got {cfg.dibr.dropout}.")
     if cfg.dibr.symmetry not in SYMMETRY_CHOICES:
         raise InputError(f"dibr.symmetry must be one of {', '.join(SYMMETRY_CHOICES)}; got {cfg.dibr.symmetry!r}.")
     if cfg.device not in ("auto", "cpu", "cuda"):

@@ -107,7 +107,7 @@ def build_model(cfg: SingleViewConfig) -> nn.Module:
         return DIBRPredictor(in_channels=3, subdivisions=d.subdivisions, template_radius=d.template_radius,
                              max_offset=d.max_offset, lighting=d.lighting, widths=tuple(d.widths),
                              feature_dim=d.feature_dim, hidden_dim=d.hidden_dim,
-                             symmetry="none" if d.symmetry == "auto" else d.symmetry)
+                             symmetry="none" if d.symmetry == "auto" else d.symmetry, dropout=d.dropout)
     if cfg.model == "implicit":
         m = cfg.implicit
         return ImplicitPredictor(in_channels=3, num_coarse_points=m.num_coarse_points, k_neighbours=m.k_neighbours,
