@@ -211,7 +211,7 @@ def test_implicit_training_lowers_the_loss(collection, tmp_path):
 # ------------------------------------------------------------------------------------------------ runs
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(collection, tmp_path):
     cfg = tiny("dibr", "epochs=2", "batch_size=2", "samples_per_object=4", "dibr.widths=8,16,32",
-               "dibr.subdivisions=2", "lr_schedule=cosine")
+               "dibr.subdivisions=2", "lr_schedule=cosine", "ema_decay=0.5")
     whole = train_singleview(collection, tmp_path / "whole", cfg, progress=False)
     last_lr = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["optimizer"]["param_groups"][0]["lr"]
     assert last_lr == pytest.approx(cfg.lr * lr_factor(cfg, 3, 4, 0.0)) and last_lr < 0.2 * cfg.lr  # step 4 of 4
@@ -226,6 +226,36 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(coll
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert resumed.history[-1]["train_loss"] == pytest.approx(whole.history[-1]["train_loss"], rel=1e-4)
+    # the weight average survives the kill too (restarting it from the resumed weights would differ)
+    avg_a, avg_b = (torch.load(tmp_path / run / CHECKPOINT, weights_only=True)["average"] for run in ("whole", "part"))
+    assert avg_a["updates"] == avg_b["updates"] == 4
+    assert all(torch.allclose(avg_a["model"][k], avg_b["model"][k], atol=1e-5) for k in avg_a["model"])
+    assert any(not torch.allclose(avg_a["model"][k], a[k], atol=1e-4) for k in a)  # it is not the last weights
+
+
+def test_weight_average_follows_its_formula_and_judges_the_best_checkpoint(collection, tmp_path):
+    from unrender.singleview.weight_average import WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    avg = WeightAverage(net, decay=0.9)
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+    for t in range(30):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        avg.update(net)
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = {k: d * expected[k] + (1 - d) * v for k, v in net.state_dict().items()}
+    assert all(torch.allclose(avg.model.state_dict()[k], expected[k], atol=1e-6) for k in expected)
+    with pytest.raises(InputError, match="ema_decay"):
+        tiny("dibr", "ema_decay=1.0")
+    cfg = tiny("dibr", "epochs=1", "batch_size=2", "samples_per_object=4", "dibr.widths=8,16,32",
+               "dibr.subdivisions=2", "ema_decay=0.9")
+    train_singleview(collection, tmp_path / "run", cfg, progress=False)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["state_dict"]
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert all(torch.equal(best[k], state["average"]["model"][k]) for k in best)
+    assert any(not torch.equal(best[k], state["model"][k]) for k in best)
 
 
 def test_cli_time_budget_stops_and_keeps_the_best_checkpoint(collection, tmp_path):

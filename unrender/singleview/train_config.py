@@ -149,6 +149,9 @@ class SingleViewConfig:
     """Adam L2 weight decay."""
     grad_clip: float = 0.0
     """Clip the gradient's global norm to this value (0: no clipping)."""
+    ema_decay: float = 0.0
+    """Validate and keep ``best.pt`` from an exponential moving average of the weights with this decay per step
+    (0: off; e.g. 0.999 averages about the last 1,000 steps). See :mod:`unrender.singleview.weight_average`."""
     samples_per_object: int = 4
     """Training samples per object and epoch, each from an input view drawn at random."""
     val_samples: int = 64
@@ -256,6 +259,8 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     for key in ("max_minutes", "max_steps", "checkpoint_minutes", "num_workers", "threads", "grad_clip"):
         if getattr(cfg, key) < 0:
             raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise InputError(f"ema_decay must be in [0, 1) (0: off); got {cfg.ema_decay}.")
     metric = cfg.resolved_best_metric()
     allowed = ("loss", "iou", "chamfer") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
     if metric not in allowed:

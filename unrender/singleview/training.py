@@ -47,6 +47,7 @@ from ..distributed import (DistributedContext, barrier, broadcast_error, init_di
 from ..geometry.sdf_samples import sample_surface
 from .history_plot import plot_history
 from .symmetry import detect_mirror_axis
+from .weight_average import WeightAverage
 from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, lr_factor,
                            preset, validate_config)
 
@@ -410,6 +411,9 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
         except (RuntimeError, ValueError, KeyError) as exc:
             raise DataError(f"{out / CHECKPOINT} does not match the config's network ({str(exc)[:200]}); resume "
                             f"without changing model fields.") from None
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if average is not None and state is not None and "average" in state:  # else it starts from the current weights
+        average.load_state_dict(state["average"])
     topology = None
     if cfg.model == "dibr":
         from ..render.antialias import build_topology
@@ -437,7 +441,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
         atomic_torch_save({"format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "batch_in_epoch": batch_done, "step": step, "history": history,
                       "best_value": best_value, "epoch_sums": sums, "elapsed": clock.elapsed,
-                      "config": config_to_dict(cfg)}, out / CHECKPOINT)
+                      "config": config_to_dict(cfg),
+                      **({"average": average.state_dict()} if average is not None else {})}, out / CHECKPOINT)
 
     bar, task = _progress_bar(cfg.epochs * steps_per_epoch, min(epoch * steps_per_epoch + batch_done,
                                                                  cfg.epochs * steps_per_epoch),
@@ -462,6 +467,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if average is not None:
+                    average.update(model)
                 n = batch["image"].shape[0]
                 loss = float(losses["total"].detach())
                 now = time.perf_counter()  # the step's time includes loading its batch
@@ -490,7 +497,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 if epoch >= cfg.epochs:
                     stopped = "completed"  # a stop that fell on the very last step changed nothing
             if ctx.is_main:
-                metrics = validate(net, val, cfg, device, topology)
+                judged = average.model if average is not None else net  # the weights best.pt would hold
+                metrics = validate(judged, val, cfg, device, topology)
                 record = {"epoch": epoch if complete else epoch + batch_done / len(chunks), "step": step,
                           "train_loss": totals[0] / max(totals[1], 1),
                           **{f"val_{k}": v for k, v in metrics.items()},
@@ -500,7 +508,8 @@ def _train(data: Path, out: Path, cfg: SingleViewConfig, resume: bool, force: bo
                 value = metrics[metric]
                 if math.isnan(best_value) or (value > best_value if higher else value < best_value):
                     best_value = value
-                    atomic_torch_save(_best_payload(model, cfg, train, metrics, record["epoch"], step), out / BEST)
+                    payload = _best_payload(unwrap_model(judged), cfg, train, metrics, record["epoch"], step)
+                    atomic_torch_save(payload, out / BEST)
                 bar.update(task, val=f"val {metric} {value:.4f}")
             if complete:
                 sums = [0.0, 0.0, 0.0, 0.0]
