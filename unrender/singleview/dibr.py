@@ -52,6 +52,7 @@ from ..render.lights.spherical_harmonics import sh9_irradiance
 from ..render.rasterize import interpolate, rasterize
 from ..render.soft_silhouette import soft_silhouette
 from .encoders import DEFAULT_WIDTHS, ImageEncoder
+from .silhouette_chamfer import silhouette_chamfer_loss
 from .symmetry import mirror_permutation, symmetrize
 
 _LIGHT_SIZES = {"none": 0, "sh": 9, "directional": 5}
@@ -406,6 +407,8 @@ class DIBRLossWeights:
             gradients). Off by default: the soft silhouette already places the outline, and in overfitting
             experiments the extra colour-driven visibility gradients crumpled the surface (bumps along colour
             edges) where without them the same weights gave a smooth mesh with a higher IoU.
+        silhouette_chamfer: weight of :func:`~unrender.singleview.silhouette_chamfer.silhouette_chamfer_loss` (not in
+            DIB-R; 0: off), whose gradient reaches mask parts far from the mesh.
     """
 
     silhouette: float = 1.0
@@ -414,6 +417,7 @@ class DIBRLossWeights:
     flatten: float = 0.2
     silhouette_delta: float | None = None
     antialias: bool = False
+    silhouette_chamfer: float = 0.0
 
 
 def dibr_losses(out: DIBROutput, cameras: Camera, target_masks, target_rgb,
@@ -421,7 +425,7 @@ def dibr_losses(out: DIBROutput, cameras: Camera, target_masks, target_rgb,
                 topology: EdgeTopology | None = None) -> dict[str, torch.Tensor]:
     """DIB-R's training losses for ``B`` predictions, each seen by ``K`` cameras (two in DIB-R).
 
-    ``total = w_s L_iou + w_c L_rgb + w_l L_lap + w_f L_flat`` with (module docstring)
+    ``total = w_s L_iou + w_c L_rgb + w_l L_lap + w_f L_flat (+ w_sc L_sc)`` with (module docstring)
     ``L_iou = mean_{b,k} [1 - sum(S M) / sum(S + M - S M)]`` and
     ``L_rgb = sum_p |I - T M| U / (3 sum_p U)`` over the union ``U = max(M, coverage)``, colours premultiplied
     (over black) on both sides.
@@ -434,9 +438,9 @@ def dibr_losses(out: DIBROutput, cameras: Camera, target_masks, target_rgb,
         weights: :class:`DIBRLossWeights` (defaults when ``None``).
         topology: ``build_topology(out.faces)``, to reuse across steps.
     Returns:
-        dict of scalars: ``"total"``, ``"silhouette"``, ``"color"``, ``"laplacian"``, ``"flatten"`` (unweighted
-        terms), and ``"iou"``: the mean IoU of the rasterized mesh's coverage and the mask, both thresholded at
-        0.5 (no gradient; for logging).
+        dict of scalars: ``"total"``, ``"silhouette"``, ``"color"``, ``"laplacian"``, ``"flatten"``,
+        ``"silhouette_chamfer"`` (unweighted terms), and ``"iou"``: the mean IoU of the rasterized mesh's
+        coverage and the mask, both thresholded at 0.5 (no gradient; for logging).
 
     The colour term is skipped (0) when ``weights.color == 0``.
 
@@ -474,8 +478,16 @@ def dibr_losses(out: DIBROutput, cameras: Camera, target_masks, target_rgb,
     lap = uniform_laplacian_loss(out.vertices, out.faces)
     flat = flatten_loss(out.vertices, out.faces, topology)
     total = weights.silhouette * sil + weights.color * color + weights.laplacian * lap + weights.flatten * flat
+    if weights.silhouette_chamfer != 0:
+        owner = torch.arange(len(cameras), device=out.vertices.device) // masks.shape[1]
+        cams = cameras.to(device=out.vertices.device, dtype=out.vertices.dtype)
+        reach = silhouette_chamfer_loss(out.vertices[owner], cams, m)
+        total = total + weights.silhouette_chamfer * reach
+    else:
+        reach = sil * 0
     with torch.no_grad():
         hard, ref = render.alpha > 0.5, m > 0.5
         union = (hard | ref).sum((1, 2)).clamp(min=1)
         iou = ((hard & ref).sum((1, 2)) / union).to(out.vertices.dtype).mean()
-    return {"total": total, "silhouette": sil, "color": color, "laplacian": lap, "flatten": flat, "iou": iou}
+    return {"total": total, "silhouette": sil, "color": color, "laplacian": lap, "flatten": flat,
+            "silhouette_chamfer": reach, "iou": iou}

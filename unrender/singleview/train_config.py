@@ -63,6 +63,9 @@ class DIBRConfig:
     """Weight of the flatten (dihedral angle) regulariser."""
     silhouette_delta: float = 0.0
     """Soft-silhouette falloff in ndc^2 (0: about half a pixel for the image size)."""
+    silhouette_chamfer: float = 0.0
+    """Weight of the 2D Chamfer between projected vertices and mask pixels, whose gradient reaches parts of the
+    mask far from the mesh (:mod:`unrender.singleview.silhouette_chamfer`; 0: off, as in DIB-R)."""
     input_shift: int = 0
     """Training only: move each input image by up to this many pixels in x and y (targets and cameras stay), so
     that the encoder learns to ignore small framing changes (:func:`unrender.singleview.batches.jitter_input`)."""

@@ -205,7 +205,8 @@ def batch_losses(model: nn.Module, batch: dict, cfg: SingleViewConfig, size: tup
     if cfg.model == "dibr":
         d = cfg.dibr
         weights = DIBRLossWeights(silhouette=d.silhouette, color=d.color, laplacian=d.laplacian, flatten=d.flatten,
-                                  silhouette_delta=d.silhouette_delta or None)
+                                  silhouette_delta=d.silhouette_delta or None,
+                                  silhouette_chamfer=d.silhouette_chamfer)
         cams = batch_cameras(batch, w, h, near, far, device)
         pred = model(images)
         if predictions is not None:
