@@ -6,7 +6,7 @@ from unrender.cameras import Camera, look_at
 from unrender.errors import InputError
 from unrender.geometry.primitives import icosphere_arrays
 from unrender.singleview.dibr import DIBRLossWeights, DIBROutput, dibr_losses
-from unrender.singleview.silhouette_chamfer import outside_distance, projected_pixels, silhouette_chamfer_loss
+from unrender.singleview.silhouette_chamfer import outside_distance, silhouette_chamfer_loss
 
 SIZE = 32
 
@@ -26,7 +26,7 @@ def sphere(radius=0.3, subdivisions=3, dtype=torch.float32):
 
 def test_projection_puts_up_at_the_top_and_matches_the_distance_transform():
     cam = camera()
-    up_right = projected_pixels(torch.tensor([[[0.0, 0.5, 0.0], [0.5, 0.0, 0.0]]]), cam)[0]
+    up_right = cam.world_to_pixel(torch.tensor([[[0.0, 0.5, 0.0], [0.5, 0.0, 0.0]]]))[0]
     assert up_right[0, 1] < SIZE / 2 - 2 and up_right[0, 0] == pytest.approx(SIZE / 2)  # +y: above the centre
     assert up_right[1, 0] > SIZE / 2 + 2 and up_right[1, 1] == pytest.approx(SIZE / 2)  # +x: right of it
     mask = torch.zeros(1, 4, 6)
@@ -75,8 +75,8 @@ def test_its_gradient_reaches_a_mask_part_the_soft_silhouette_does_not():
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return (projected_pixels(v.detach(), cam)[0] - blob).norm(dim=-1).min().item()
+        return (cam.world_to_pixel(v.detach())[0] - blob).norm(dim=-1).min().item()
 
-    start = (projected_pixels(v0, cam)[0] - blob).norm(dim=-1).min().item()
+    start = (cam.world_to_pixel(v0)[0] - blob).norm(dim=-1).min().item()
     assert reach_after(0.0) > start - 1.0  # the IoU loss alone: the blob is beyond the soft silhouette's reach
     assert reach_after(10.0) < 3.0  # with the Chamfer a vertex crosses the gap into the blob (radius 2.5 px)

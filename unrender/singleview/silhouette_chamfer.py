@@ -8,7 +8,8 @@ gradient however far it is:
 
     L = mean_v max(D(p_v) - 1/2, 0) / max(H, W)  +  mean_{q ~ M} max(min_v |q - p_v| - tau, 0) / max(H, W)
 
-* ``p_v``: vertex ``v`` projected into the view (pixel units, row 0 at the top like the masks);
+* ``p_v``: vertex ``v`` projected into the view (:meth:`~unrender.cameras.Camera.world_to_pixel`: pixel
+  units, row 0 at the top like the masks, pixel ``(i, j)``'s centre at ``(j + 1/2, i + 1/2)``);
 * ``D``: the Euclidean distance transform of the mask's complement (0 inside the mask, the distance to the
   nearest mask pixel's centre outside), read bilinearly at ``p_v``; it reads about 1/2 on the mask's outline
   (half-way between an inside and an outside pixel centre), hence the ``- 1/2``. Every surface point of the
@@ -27,23 +28,6 @@ import torch
 
 from ..cameras import Camera
 from ..errors import InputError
-
-
-def projected_pixels(vertices: torch.Tensor, cameras: Camera) -> torch.Tensor:
-    """``vertices[N,V,3]`` seen by the ``N`` ``cameras`` -> ``[N,V,2]`` pixel coordinates ``(x, y)``, ``x`` to the
-    right, ``y`` down from the top row, pixel ``(i, j)``'s centre at ``(j + 0.5, i + 0.5)``.
-
-    Example:
-        >>> from unrender.cameras import look_at
-        >>> cam = Camera.from_fov(40, 32, 32, look_at(torch.tensor([[0., 0, 3]])))
-        >>> projected_pixels(torch.zeros(1, 1, 3), cam).tolist()        # the origin is at the image centre
-        [[[16.0, 16.0]]]
-    """
-    clip = cameras.world_to_clip(vertices)
-    ndc = clip[..., :2] / clip[..., 3:4].clamp(min=1e-8)
-    x = (ndc[..., 0] + 1.0) * 0.5 * cameras.width
-    y = (1.0 - ndc[..., 1]) * 0.5 * cameras.height  # ndc y points up, image rows go down
-    return torch.stack([x, y], -1)
 
 
 def outside_distance(masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -96,7 +80,7 @@ def silhouette_chamfer_loss(vertices: torch.Tensor, cameras: Camera, masks: torc
                          f"masks {tuple(masks.shape)}.")
     n, h, w = masks.shape
     scale = float(max(h, w))
-    pix = projected_pixels(vertices, cameras)  # [N,V,2]
+    pix = cameras.world_to_pixel(vertices)  # [N,V,2], row 0 at the top like the masks
     # term 1: vertices outside the silhouette, read from the distance transform (bilinear: grid_sample's
     # align_corners=False maps -1 / +1 to the outer pixel edges, i.e. pixel coordinates 0 and W)
     field = outside_distance(masks).to(vertices.dtype)
