@@ -335,6 +335,18 @@ def test_chunked_extraction_equals_unchunked(sphere_model):
     assert a.faces.shape == b.faces.shape and torch.allclose(a.vertices, b.vertices, atol=1e-4)
 
 
+def test_refined_extraction_matches_dense(sphere_model):
+    model, image, _, _ = sphere_model
+    dense = sdf_grid(model, image, resolution=33)
+    refined = sdf_grid(model, image, resolution=33, coarse_resolution=9)
+    assert torch.equal(dense < 0, refined < 0)
+    near = dense.abs() < 0.1
+    assert near.sum() > 100 and torch.allclose(dense[near], refined[near], atol=1e-5)
+    a = extract_mesh(model, image, resolution=33)
+    b = extract_mesh(model, image, resolution=33, coarse_resolution=9)
+    assert a.faces.shape == b.faces.shape and torch.allclose(a.vertices, b.vertices, atol=1e-4)
+
+
 def test_extract_mesh_is_empty_safe():
     model = ImplicitPredictor(num_coarse_points=64)
     last = model.decoder[-1]

@@ -125,6 +125,9 @@ def test_config_round_trip_and_bad_overrides():
         apply_overrides(cfg, ["dibr.nope=1"])
     with pytest.raises(InputError, match="best_metric"):
         apply_overrides(preset("fast", "dibr"), ["best_metric=sdf_l1"])
+    with pytest.raises(InputError, match="mesh_coarse_resolution.*power of two"):
+        apply_overrides(cfg, ["implicit.mesh_resolution=64", "implicit.mesh_coarse_resolution=17"])
+    assert apply_overrides(cfg, ["implicit.mesh_resolution=65", "implicit.mesh_coarse_resolution=17"])
 
 
 # ------------------------------------------------------------------------------------------------ DIB-R
@@ -198,7 +201,8 @@ def test_predict_rejects_unreadable_images_clearly(dibr_run, tmp_path):
 # ------------------------------------------------------------------------------------------------ implicit
 def test_implicit_training_lowers_the_loss(collection, tmp_path):
     cfg = tiny("implicit", "epochs=4", "batch_size=4", "samples_per_object=4", "lr=2e-3",
-               "implicit.sdf_samples=4000", "implicit.query_points=512", "implicit.mesh_resolution=24")
+               "implicit.sdf_samples=4000", "implicit.query_points=512", "implicit.mesh_resolution=25",
+               "implicit.mesh_coarse_resolution=7")
     r = train_singleview(collection, tmp_path / "run", cfg, progress=False)
     losses = [h["train_loss"] for h in r.history]
     assert r.steps == 4 and np.mean(losses[-2:]) < 0.8 * losses[0]
