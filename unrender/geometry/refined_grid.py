@@ -121,9 +121,8 @@ def refined_sdf_grid(field: Callable[[torch.Tensor], torch.Tensor], resolution: 
         (True, True)
     """
     resolution, coarse_resolution, chunk = int(resolution), int(coarse_resolution), int(chunk)
-    if coarse_resolution < 2 or resolution < coarse_resolution or chunk < 1 or not bounds > 0 or not band >= 0:
-        raise InputError(f"need 2 <= coarse_resolution <= resolution, chunk >= 1, bounds > 0 and band >= 0; got "
-                         f"{coarse_resolution}, {resolution}, {chunk}, {bounds}, {band}.")
+    if chunk < 1 or not bounds > 0 or not band >= 0:
+        raise InputError(f"need chunk >= 1, bounds > 0 and band >= 0; got {chunk}, {bounds}, {band}.")
     levels = refinement_levels(resolution, coarse_resolution)
     r = coarse_resolution
     values = evaluate_chunked(field, grid_points(r, bounds, dtype, device).reshape(-1, 3), chunk).reshape(r, r, r)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...color import srgb_to_linear
+from ...geometry.refined_grid import evaluate_chunked, grid_points
 from ...geometry.triplane import sample_triplanes
 from ...io.images import write_png
 from ...metrics.image import psnr, ssim
@@ -104,11 +105,9 @@ def export_mesh(path, shared: SharedParts, params: SceneParams, box: torch.Tenso
     from ...mesh import Mesh
 
     planes = scene_planes(shared, [params])
-    axis = torch.linspace(-1, 1, resolution, device=planes.device)
-    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
-    sigma = torch.cat([shared.decoder(sample_triplanes(planes, grid[:, s:s + 65536], UNIT_BOX))[0]
-                       for s in range(0, grid.shape[1], 65536)], 1).reshape(resolution, resolution, resolution)
-    field = sigma.cpu().numpy()
+    grid = grid_points(resolution, 1.0, device=planes.device).reshape(-1, 3)
+    sigma = evaluate_chunked(lambda p: shared.decoder(sample_triplanes(planes, p[None], UNIT_BOX))[0], grid, 65536)
+    field = sigma.reshape(resolution, resolution, resolution).cpu().numpy()
     if not field.min() < level < field.max():
         return False
     verts, faces, _, _ = marching_cubes(field, level=level)
