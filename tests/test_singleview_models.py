@@ -17,6 +17,7 @@ from unrender.singleview import (DIBROutput, DIBRPredictor, ImageEncoder, Implic
                                  chamfer_loss, dibr_losses, extract_mesh, flatten_loss, implicit_losses,
                                  render_views, sdf_grid, silhouette_iou_loss, uniform_laplacian_loss)
 from unrender.singleview.implicit import clamped_l1
+from unrender.singleview.mesh_validation import best_level, level_chamfers
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -345,6 +346,35 @@ def test_refined_extraction_matches_dense(sphere_model):
     a = extract_mesh(model, image, resolution=33)
     b = extract_mesh(model, image, resolution=33, coarse_resolution=9)
     assert a.faces.shape == b.faces.shape and torch.allclose(a.vertices, b.vertices, atol=1e-4)
+
+
+def test_extract_mesh_at_a_positive_level_offsets_the_surface(sphere_model):
+    model, image, _, _ = sphere_model
+    level = 0.04
+    zero = extract_mesh(model, image, resolution=33)
+    grown = extract_mesh(model, image, resolution=33, level=level)
+    # The field is near a true SDF (|x| - r), so the level-l surface is the sphere of radius r + l.
+    gap = grown.vertices.norm(dim=-1).mean() - zero.vertices.norm(dim=-1).mean()
+    assert gap.item() == pytest.approx(level, abs=0.012)
+    assert is_watertight(grown.faces, grown.vertices)
+    # Each vertex lies where the field equals the level (checked by querying the model there).
+    with torch.no_grad():
+        at = model(image[None], grown.vertices[None]).sdf[0]
+    assert (at - level).abs().mean().item() < 0.01
+    # A level the field never reaches gives the empty mesh, not an error.
+    assert extract_mesh(model, image, resolution=9, level=5.0).faces.shape == (0, 3)
+
+
+def test_level_chamfers_score_each_level_against_the_truth(sphere_model):
+    model, image, _, _ = sphere_model
+    truth = torch.nn.functional.normalize(torch.randn(1, 2000, 3, generator=torch.Generator().manual_seed(5)), dim=-1)
+    c = level_chamfers(model, image[None], truth * SPHERE_RADIUS, levels=(0.0, 0.06, 5.0), resolution=33,
+                       coarse_resolution=9)
+    assert c.shape == (1, 3)
+    assert c[0, 0] < 0.025  # the fitted sphere itself
+    assert c[0, 1].item() == pytest.approx(0.06 + c[0, 0].item(), abs=0.02)  # a shell 0.06 too far out
+    assert c[0, 2].item() == 0.6  # no surface at level 5: the cube's half-size
+    assert best_level(c.sum(0).numpy(), 1, (0.0, 0.06, 5.0)) == (c[0, 0].item(), 0.0)
 
 
 def test_extract_mesh_is_empty_safe():

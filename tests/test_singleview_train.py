@@ -212,6 +212,20 @@ def test_implicit_training_lowers_the_loss(collection, tmp_path):
     assert len(meshes) == 2 and all(m.vertices.shape[-1] == 3 for m in meshes)
 
 
+def test_implicit_chamfer_validation_keeps_the_chosen_level_with_the_best_checkpoint(collection, tmp_path):
+    cfg = tiny("implicit", "epochs=2", "batch_size=4", "samples_per_object=2", "implicit.sdf_samples=4000",
+               "implicit.query_points=256", "best_metric=chamfer", "implicit.validation_levels=5.0,0.02",
+               "implicit.validation_resolution=17", "implicit.validation_coarse_resolution=5")
+    r = train_singleview(collection, tmp_path / "run", cfg, progress=False)
+    # Level 5 lies outside the cube (no surface: scored as the cube's half-size), so 0.02 must win.
+    assert all(h["val_chamfer_level"] == 0.02 and 0 < h["val_chamfer"] < 0.6 for h in r.history)
+    assert r.best_metric == "chamfer" and r.best_value == min(h["val_chamfer"] for h in r.history)
+    assert load_predictor(tmp_path / "run", device="cpu").config.implicit.mesh_level == 0.02
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["implicit"]["mesh_level"] == 0.0
+    with pytest.raises(InputError, match="validation_coarse_resolution"):
+        apply_overrides(cfg, ["implicit.validation_resolution=18"])
+
+
 # ------------------------------------------------------------------------------------------------ runs
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(collection, tmp_path):
     cfg = tiny("dibr", "epochs=2", "batch_size=2", "samples_per_object=4", "dibr.widths=8,16,32",

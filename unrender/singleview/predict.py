@@ -119,7 +119,8 @@ class SingleViewPredictor:
                 m = self.config.implicit
                 for b in range(x.shape[0]):
                     meshes.append(extract_mesh(self.model, x[b], resolution=m.mesh_resolution,
-                                               bounds=m.mesh_bounds, coarse_resolution=m.mesh_coarse_resolution))
+                                               bounds=m.mesh_bounds, coarse_resolution=m.mesh_coarse_resolution,
+                                               level=m.mesh_level))
         return meshes
 
 

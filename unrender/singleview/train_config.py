@@ -131,6 +131,18 @@ class ImplicitConfig:
     default 65 from 17, quality 129 from 17); the field defaults (64, 0) are those of runs made before."""
     mesh_bounds: float = 0.6
     """Half-size of the cube the surface is extracted in (objects have longest side 1)."""
+    mesh_level: float = 0.0
+    """Iso-value of the extracted surface (0 = the predicted zero level set; a small positive value keeps thin
+    parts whose predicted SDF dips towards but not below 0, at the price of a surface that much too far out).
+    With ``best_metric=chamfer`` and ``validation_levels``, ``best.pt`` holds the level validation chose."""
+    validation_levels: tuple[float, ...] = ()
+    """Iso-levels the ``chamfer`` validation extracts (:mod:`unrender.singleview.mesh_validation`); ``best.pt``
+    keeps the one with the lowest Chamfer-L1 as ``mesh_level``. Empty: ``mesh_level`` only."""
+    validation_resolution: int = 33
+    """Grid points per axis of the ``chamfer`` validation's meshes (coarser than ``mesh_resolution``: it runs
+    after every epoch)."""
+    validation_coarse_resolution: int = 9
+    """Coarse grid the validation meshes are refined from (0: dense); as ``mesh_coarse_resolution``."""
 
 
 @dataclass
@@ -166,8 +178,9 @@ class SingleViewConfig:
     """Validation samples (fixed views, at most this many) scored after every epoch."""
     best_metric: str = "auto"
     """Validation metric that picks ``best.pt``: ``auto`` (``iou`` for dibr, ``sdf_l1`` for implicit), ``loss``,
-    ``iou``, ``chamfer`` (dibr: Chamfer-L1 of 2,500 points against the val objects' ground truth, DIB-R's
-    protocol), ``sdf_l1`` or ``sign_accuracy``."""
+    ``iou``, ``chamfer`` (Chamfer-L1 against the val objects' ground truth, DIB-R's protocol: of the predicted
+    mesh's 2,500 points for dibr; for implicit, of meshes extracted at ``implicit.validation_levels``,
+    :mod:`unrender.singleview.mesh_validation`), ``sdf_l1`` or ``sign_accuracy``."""
     background: float = 1.0
     """Grey level of the training images' background (``unrender synth`` collections: white, 1); ``predict``
     composites RGBA inputs over it."""
@@ -273,21 +286,24 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise InputError(f"ema_decay must be in [0, 1) (0: off); got {cfg.ema_decay}.")
     metric = cfg.resolved_best_metric()
-    allowed = ("loss", "iou", "chamfer") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
+    allowed = ("loss", "iou", "chamfer") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy", "chamfer")
     if metric not in allowed:
         raise InputError(f"best_metric {metric!r} is not computed for model {cfg.model}; use auto or one of "
                          f"{', '.join(allowed)}.")
     if cfg.dibr.input_shift < 0 or not 0.0 <= cfg.dibr.input_brightness < 1.0:
         raise InputError(f"dibr.input_shift must be >= 0 and dibr.input_brightness in [0, 1); got "
                          f"{cfg.dibr.input_shift}, {cfg.dibr.input_brightness}.")
-    if cfg.implicit.mesh_coarse_resolution:
-        from ..geometry.refined_grid import refinement_levels
+    from ..geometry.refined_grid import refinement_levels
 
+    for fine, coarse in (("mesh_resolution", "mesh_coarse_resolution"),
+                         ("validation_resolution", "validation_coarse_resolution")):
+        if not getattr(cfg.implicit, coarse):
+            continue
         try:
-            refinement_levels(cfg.implicit.mesh_resolution, cfg.implicit.mesh_coarse_resolution)
+            refinement_levels(getattr(cfg.implicit, fine), getattr(cfg.implicit, coarse))
         except InputError as exc:
-            raise InputError(f"implicit.mesh_coarse_resolution: {exc} Or set implicit.mesh_coarse_resolution=0 "
-                             f"to query every grid point.") from None
+            raise InputError(f"implicit.{coarse}: {exc} Or set implicit.{coarse}=0 to query every grid "
+                             f"point.") from None
     if not 0.0 <= cfg.dibr.dropout < 1.0:
         raise InputError(f"dibr.dropout must be in [0, 1); got {cfg.dibr.dropout}.")
     if cfg.dibr.symmetry not in SYMMETRY_CHOICES:

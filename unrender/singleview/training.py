@@ -46,6 +46,7 @@ from ..distributed import (DistributedContext, barrier, broadcast_error, init_di
                           shard_sampler, shutdown, sum_over_ranks, unwrap_model, wrap_model)
 from ..geometry.sdf_samples import sample_surface
 from .history_plot import plot_history
+from .mesh_validation import best_level, level_chamfers
 from .symmetry import detect_mirror_axis
 from .weight_average import WeightAverage
 from .train_config import (METRIC_HIGHER_IS_BETTER, SingleViewConfig, config_from_dict, config_to_dict, lr_factor,
@@ -265,7 +266,9 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
     ``loss`` (the training objective) for both models; DIB-R: ``iou`` (rasterised coverage vs mask at 0.5,
     over the target views) and, when the items hold ground-truth ``surface`` points, ``chamfer``
     (:func:`predicted_mesh_chamfer`); implicit: ``sdf_l1`` = ``mean |clamp(pred) - clamp(target)|`` at the clamp
-    ``delta`` and ``sign_accuracy`` = fraction of queries on the right side of the surface.
+    ``delta`` and ``sign_accuracy`` = fraction of queries on the right side of the surface, and with
+    ``best_metric=chamfer`` the ``chamfer`` of extracted meshes at the best of ``implicit.validation_levels``
+    and that ``chamfer_level`` (:mod:`.mesh_validation`).
     """
     net = unwrap_model(model)
     was_training = net.training
@@ -273,6 +276,10 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
     keys = ("loss", "iou") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
     if cfg.model == "dibr" and getattr(dataset, "surface_points", 0) > 0:
         keys += ("chamfer",)
+    m = cfg.implicit
+    levels = (tuple(m.validation_levels) or (m.mesh_level,)) \
+        if cfg.model == "implicit" and cfg.resolved_best_metric() == "chamfer" else ()
+    level_sums = torch.zeros(len(levels), dtype=torch.float64)
     sums, count = dict.fromkeys(keys, 0.0), 0
     size = (dataset.width, dataset.height, dataset.near, dataset.far)
     try:
@@ -284,13 +291,20 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
                     pred = predictions[0]
                     losses["chamfer"] = predicted_mesh_chamfer(pred.vertices, pred.faces, batch["surface"].to(device),
                                                                seed=count).mean()
+                if levels:
+                    level_sums += level_chamfers(net, batch["image"].to(device), batch["surface"], levels,
+                                                 m.validation_resolution, m.validation_coarse_resolution,
+                                                 m.mesh_bounds, seed=count).sum(0)
                 n = batch["image"].shape[0]
                 for k in keys:
                     sums[k] += float(losses["total" if k == "loss" else k]) * n
                 count += n
     finally:
         net.train(was_training)
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    metrics = {k: v / max(count, 1) for k, v in sums.items()}
+    if levels:
+        metrics["chamfer"], metrics["chamfer_level"] = best_level(level_sums.numpy(), count, levels)
+    return metrics
 
 
 # ------------------------------------------------------------------------------------------------ run folder
@@ -323,6 +337,8 @@ def _prepare_run(out: Path, cfg: SingleViewConfig, resume: bool, force: bool, ct
 
 def _best_payload(net: nn.Module, cfg: SingleViewConfig, train: CollectionSamples, metrics: dict, epoch: float,
                   step: int) -> dict:
+    if "chamfer_level" in metrics:  # the iso-level the implicit model's meshes were judged at
+        cfg = replace(cfg, implicit=replace(cfg.implicit, mesh_level=float(metrics["chamfer_level"])))
     return {"format": FORMAT, "model": cfg.model, "config": config_to_dict(cfg),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "image_size": [train.height, train.width], "background": float(cfg.background),
