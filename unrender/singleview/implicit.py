@@ -439,8 +439,8 @@ def extract_mesh(model: ImplicitPredictor, image, resolution: int = 64, bounds: 
     Uses ``skimage.measure.marching_cubes`` (Lewiner) with outward-facing (counter-clockwise) triangles; vertices
     are in the canonical object frame. A field that does not cross ``level`` in the cube gives an empty mesh
     (``vertices [0,3]``, ``faces [0,3]``) rather than an error. ``level > 0`` extracts a surface offset outwards
-    by about ``level``: a regressed SDF smooths thin parts into shallow dips that stay above 0, and a small
-    positive level recovers them.
+    by about ``level`` where the field is a true distance; a regressed field is often much flatter near the
+    surface (thin parts become shallow dips that stay above 0), so there a small level moves the surface far.
 
     Args:
         model, image, resolution, bounds, chunk, coarse_resolution: as :func:`sdf_grid`.

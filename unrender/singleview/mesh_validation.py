@@ -45,8 +45,6 @@ def level_chamfers(model, images: torch.Tensor, truth: torch.Tensor, levels, res
         ...                torch.rand(2, 100, 3) - 0.5, levels=(0.0, 0.02), resolution=9, coarse_resolution=0).shape
         torch.Size([2, 2])
     """
-    from .eval_metrics import point_set_scores
-
     out = torch.full((images.shape[0], len(levels)), float(bounds), dtype=torch.float64)
     for b in range(images.shape[0]):
         grid = sdf_grid(model, images[b], resolution, bounds, coarse_resolution=coarse_resolution)
@@ -56,10 +54,17 @@ def level_chamfers(model, images: torch.Tensor, truth: torch.Tensor, levels, res
             mesh = surface_from_grid(grid, bounds, level)
             if mesh.faces.shape[0] == 0:
                 continue
-            gen = torch.Generator().manual_seed(int(seed) + b)
-            x = sample_surface(mesh.vertices, mesh.faces, y.shape[0], gen)[0].numpy()
-            out[b, i] = point_set_scores(x, y, ())[0]
+            out[b, i] = mesh_chamfer(mesh.vertices, mesh.faces, y, torch.Generator().manual_seed(int(seed) + b))
     return out
+
+
+def mesh_chamfer(vertices: torch.Tensor, faces: torch.Tensor, truth: np.ndarray, generator: torch.Generator) -> float:
+    """Chamfer-L1 ``(mean_x d(x, Y) + mean_y d(y, X)) / 2`` between ``P = len(truth)`` area-weighted samples ``X`` of
+    the mesh (drawn with ``generator``) and the points ``truth [P,3]`` (DIB-R's protocol, Euclidean distances)."""
+    from .eval_metrics import point_set_scores
+
+    x = sample_surface(vertices.detach().float().cpu(), faces.cpu(), truth.shape[0], generator)[0]
+    return float(point_set_scores(x.numpy(), truth, ())[0])  # the eval protocol's formula
 
 
 def best_level(sums: np.ndarray, count: int, levels) -> tuple[float, float]:

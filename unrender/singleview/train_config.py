@@ -133,7 +133,7 @@ class ImplicitConfig:
     """Half-size of the cube the surface is extracted in (objects have longest side 1)."""
     mesh_level: float = 0.0
     """Iso-value of the extracted surface (0 = the predicted zero level set; a small positive value keeps thin
-    parts whose predicted SDF dips towards but not below 0, at the price of a surface that much too far out).
+    parts whose predicted SDF dips towards but not below 0, and grows the rest: pick it on validation meshes).
     With ``best_metric=chamfer`` and ``validation_levels``, ``best.pt`` holds the level validation chose."""
     validation_levels: tuple[float, ...] = ()
     """Iso-levels the ``chamfer`` validation extracts (:mod:`unrender.singleview.mesh_validation`); ``best.pt``
