@@ -62,5 +62,7 @@ def test_best_checkpoint_is_picked_by_the_validation_chamfer(collection, tmp_pat
     assert result.best_metric == "chamfer" and result.best_value == pytest.approx(min(values))
     best = json.loads((tmp_path / "run" / "history.json").read_text())
     assert best["best_metric"] == "chamfer" and best["best_value"] == pytest.approx(min(values))
+    # A metric the model does not compute is refused (implicit has no silhouette IoU; it does have chamfer).
     with pytest.raises(InputError, match="best_metric"):
-        train_singleview(collection, tmp_path / "bad", apply_overrides(cfg, ["model=implicit"]), progress=False)
+        train_singleview(collection, tmp_path / "bad", apply_overrides(cfg, ["model=implicit", "best_metric=iou"]),
+                         progress=False)
