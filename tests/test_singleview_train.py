@@ -220,7 +220,18 @@ def test_implicit_chamfer_validation_keeps_the_chosen_level_with_the_best_checkp
     # Level 5 lies outside the cube (no surface: scored as the cube's half-size), so 0.02 must win.
     assert all(h["val_chamfer_level"] == 0.02 and 0 < h["val_chamfer"] < 0.6 for h in r.history)
     assert r.best_metric == "chamfer" and r.best_value == min(h["val_chamfer"] for h in r.history)
-    assert load_predictor(tmp_path / "run", device="cpu").config.implicit.mesh_level == 0.02
+    predictor = load_predictor(tmp_path / "run", device="cpu")
+    assert predictor.config.implicit.mesh_level == 0.02
+    # predict extracts at that level: the same mesh as extract_mesh(level=0.02), not the zero level's.
+    from unrender.singleview import extract_mesh
+
+    image = torch.rand(40, 40, 4, generator=torch.Generator().manual_seed(0))
+    m = predictor.config.implicit
+    x = prepare_images(image[None], predictor.image_size, predictor.background)[0]
+    at = {lv: extract_mesh(predictor.model, x, m.mesh_resolution, m.mesh_bounds,
+                           coarse_resolution=m.mesh_coarse_resolution, level=lv) for lv in (0.0, 0.02)}
+    got = predictor.predict(image)[0]
+    assert torch.equal(got.vertices, at[0.02].vertices) and not torch.equal(got.vertices, at[0.0].vertices)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["implicit"]["mesh_level"] == 0.0
     with pytest.raises(InputError, match="validation_coarse_resolution"):
         apply_overrides(cfg, ["implicit.validation_resolution=18"])
