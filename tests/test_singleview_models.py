@@ -16,6 +16,7 @@ from unrender.render.render_mesh import render_mesh
 from unrender.singleview import (DIBROutput, DIBRPredictor, ImageEncoder, ImplicitPredictor,
                                  chamfer_loss, dibr_losses, extract_mesh, flatten_loss, implicit_losses,
                                  render_views, sdf_grid, silhouette_iou_loss, uniform_laplacian_loss)
+from unrender.singleview.encoders import sample_pyramid
 from unrender.singleview.implicit import clamped_l1
 from unrender.singleview.mesh_validation import best_level, level_chamfers
 
@@ -268,6 +269,24 @@ def test_implicit_shapes_and_broadcast_queries():
     assert out.coarse_points.abs().max() <= 0.6
     with pytest.raises(InputError, match="batch"):
         model(torch.rand(2, 3, 64, 64), torch.rand(3, 50, 3))
+
+
+def test_pixel_features_read_the_input_pixel_a_query_projects_to():
+    torch.manual_seed(0)
+    model = ImplicitPredictor(in_channels=3, num_coarse_points=64, pixel_channels=8)
+    image = torch.rand(1, 3, 64, 64)
+    code = model.encode(image)
+    assert code.pixel_map.shape == (1, 3 + 8, 64, 64)
+    # Untrained, the transformer is the front view x / 0.6 -> u, -y / 0.6 -> v: put queries on pixel centres.
+    rows, cols = torch.tensor([5, 40, 63]), torch.tensor([0, 17, 50])
+    u, v = (cols + 0.5) / 32 - 1, (rows + 0.5) / 32 - 1
+    pts = torch.stack([u * 0.6, -v * 0.6, torch.zeros(3)], -1)[None]
+    sampled = sample_pyramid([code.pixel_map], model.transformer(code.global_feature, pts))
+    assert torch.allclose(sampled[0, :, :3], image[0, :, rows, cols].T, atol=1e-6)
+    # Off by default: no extra weights, so checkpoints written before the option still load.
+    plain = ImplicitPredictor(in_channels=3, num_coarse_points=64)
+    assert plain.encode(image).pixel_map is None
+    assert not any(k.startswith("pixel_conv") for k in plain.state_dict())
 
 
 def test_spatial_transformer_starts_as_front_view_and_learns_a_camera():

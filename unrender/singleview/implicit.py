@@ -39,7 +39,7 @@ from ..checks import float_tensor
 from ..errors import InputError
 from ..geometry.refined_grid import evaluate_chunked, grid_points, refined_sdf_grid
 from ..mesh import Mesh
-from .encoders import DEFAULT_WIDTHS, ImageEncoder, sample_pyramid
+from .encoders import DEFAULT_WIDTHS, ImageEncoder, coordinate_channels, prepare_images, sample_pyramid
 
 # Smallest projective denominator h_3: keeps uv finite when a predicted map puts a point behind its "camera".
 _MIN_DEPTH = 0.1
@@ -121,11 +121,13 @@ class ImplicitCode:
         global_feature: ``[B,D]``.
         pyramid: encoder feature maps ``[B,C_i,H_i,W_i]``.
         coarse_points: ``[B,Np,3]`` coarse point cloud in the canonical object frame.
+        pixel_map: ``[B,C+P,H,W]`` the input image and its full-resolution features, or ``None`` (off).
     """
 
     global_feature: torch.Tensor
     pyramid: list[torch.Tensor]
     coarse_points: torch.Tensor
+    pixel_map: torch.Tensor | None = None
 
 
 @dataclass
@@ -160,6 +162,9 @@ class ImplicitPredictor(nn.Module):
         coarse_bound: ``b``, the coarse cloud lies in ``[-b, b]^3``.
         prior_radius: ``r``: the decoder's output is added to ``|x| - r``, a sphere's SDF (objects have longest
             side 1), so the far field starts positive.
+        pixel_channels: ``P``: channels of a full-resolution local feature, ``ReLU(conv3x3(image ++ xy))`` at the
+            input's size, sampled at ``uv(x)`` together with the image itself (0: off). The encoder's finest level
+            is half the input size, where a part 1-2 pixels wide is blurred into its surroundings.
 
     Example:
         >>> model = ImplicitPredictor(in_channels=3, num_coarse_points=64)
@@ -171,7 +176,7 @@ class ImplicitPredictor(nn.Module):
     def __init__(self, in_channels: int = 4, num_coarse_points: int = 512, k_neighbours: int = 8,
                  widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 256,
                  frequencies: int = 4, coarse_bound: float = 0.6, local_levels: int = 4,
-                 prior_radius: float = 0.3):
+                 prior_radius: float = 0.3, pixel_channels: int = 0):
         super().__init__()
         if num_coarse_points < 1 or not 1 <= k_neighbours <= num_coarse_points:
             raise InputError(f"need num_coarse_points >= 1 and 1 <= k_neighbours <= num_coarse_points; got "
@@ -186,6 +191,10 @@ class ImplicitPredictor(nn.Module):
         self.point_mlp = _mlp([4, 32, 64])
         self.local_levels = min(int(local_levels), len(self.encoder.pyramid_channels))
         width = sum(self.encoder.pyramid_channels[:self.local_levels]) + 64 + 3 + 6 * self.frequencies
+        self.pixel_conv = None
+        if pixel_channels > 0:
+            self.pixel_conv = nn.Conv2d(in_channels + 2, int(pixel_channels), 3, 1, 1)
+            width += in_channels + int(pixel_channels)
         # First decoder layer split in two: W [g ++ x] = W_g g + W_x x, and W_g g is computed once per image.
         self.decoder_global = nn.Linear(feature_dim, hidden_dim, bias=False)
         self.decoder_input = nn.Linear(width, hidden_dim)
@@ -197,7 +206,12 @@ class ImplicitPredictor(nn.Module):
         enc = self.encoder(images)
         g = enc.global_feature
         coarse = self.coarse_bound * torch.tanh(self.coarse_head(g)).reshape(g.shape[0], -1, 3)
-        return ImplicitCode(g, enc.pyramid, coarse)
+        pixel_map = None
+        if self.pixel_conv is not None:
+            x = prepare_images(images, self.encoder.in_channels).to(g.dtype)
+            xy = coordinate_channels(x.shape[0], x.shape[2], x.shape[3], x)
+            pixel_map = torch.cat([x, torch.relu(self.pixel_conv(torch.cat([x, xy], 1)))], 1)
+        return ImplicitCode(g, enc.pyramid, coarse, pixel_map)
 
     def point_features(self, coarse_points: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """``[B,Q,64]``: ``max_k MLP(x - p_k, |x - p_k|)`` over the ``k`` coarse points nearest to each query.
@@ -224,7 +238,8 @@ class ImplicitPredictor(nn.Module):
         if points.shape[0] != g.shape[0]:
             raise InputError(f"query_points has batch {points.shape[0]} but there are {g.shape[0]} images.")
         uv = self.transformer(g, points)
-        local = sample_pyramid(code.pyramid[:self.local_levels], uv)
+        levels = code.pyramid[:self.local_levels]
+        local = sample_pyramid(levels if code.pixel_map is None else [code.pixel_map, *levels], uv)
         geo = self.point_features(code.coarse_points, points)
         x = torch.cat([local, geo, fourier_features(points, self.frequencies)], -1)
         hidden = torch.relu(self.decoder_input(x) + self.decoder_global(g)[:, None])

@@ -95,6 +95,10 @@ class ImplicitConfig:
     """Width of the SDF decoder."""
     frequencies: int = 4
     """Fourier frequencies of the query encoding."""
+    pixel_channels: int = 0
+    """Channels of a full-resolution local feature (a 3x3 convolution of the input image, sampled with the image
+    itself at each query's image coordinates beside the encoder's pyramid, whose finest level is half the input
+    size); 0: off."""
     sdf_samples: int = 100_000
     """SDF samples drawn once per object mesh (LIST's near-surface shells + uniform) and cached on disk."""
     sdf_cache: str = ""
@@ -290,6 +294,8 @@ def validate_config(cfg: SingleViewConfig) -> SingleViewConfig:
     if metric not in allowed:
         raise InputError(f"best_metric {metric!r} is not computed for model {cfg.model}; use auto or one of "
                          f"{', '.join(allowed)}.")
+    if cfg.implicit.pixel_channels < 0:
+        raise InputError(f"implicit.pixel_channels must be >= 0 (0: off); got {cfg.implicit.pixel_channels}.")
     if cfg.dibr.input_shift < 0 or not 0.0 <= cfg.dibr.input_brightness < 1.0:
         raise InputError(f"dibr.input_shift must be >= 0 and dibr.input_brightness in [0, 1); got "
                          f"{cfg.dibr.input_shift}, {cfg.dibr.input_brightness}.")
