@@ -315,6 +315,23 @@ def test_spatial_transformer_starts_as_front_view_and_learns_a_camera():
     assert errs[-1] < 0.2 * errs[0]
 
 
+def test_pose_encoder_keeps_the_camera_loss_out_of_the_shape_encoder():
+    torch.manual_seed(0)
+    model = ImplicitPredictor(in_channels=3, num_coarse_points=64, pose_widths=(8, 16), pose_dim=32)
+    torch.nn.init.normal_(model.transformer.matrix_head.weight, std=0.01)  # zero at start: no gradient to the input
+    image, pts = torch.rand(1, 3, 64, 64), (torch.rand(1, 100, 3) - 0.5)
+    cam = Camera.from_fov(40, 64, 64, look_at([[2.0, 0.5, 0.8]]))
+    losses = implicit_losses(model(image, pts), pts.norm(dim=-1) - 0.3, None, cameras=cam)
+    losses["transformer"].backward()
+    assert model.pose_encoder.global_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
+    # Without a pose encoder the same loss reaches the shape encoder (what the option avoids).
+    shared = ImplicitPredictor(in_channels=3, num_coarse_points=64)
+    torch.nn.init.normal_(shared.transformer.matrix_head.weight, std=0.01)
+    implicit_losses(shared(image, pts), pts.norm(dim=-1) - 0.3, None, cameras=cam)["transformer"].backward()
+    assert shared.encoder.global_head.weight.grad.abs().sum() > 0
+
+
 def test_untrained_implicit_reads_the_cube_corners_as_outside():
     torch.manual_seed(0)
     model = ImplicitPredictor(in_channels=3, num_coarse_points=32, widths=(8, 16), feature_dim=32, hidden_dim=32)

@@ -122,12 +122,15 @@ class ImplicitCode:
         pyramid: encoder feature maps ``[B,C_i,H_i,W_i]``.
         coarse_points: ``[B,Np,3]`` coarse point cloud in the canonical object frame.
         pixel_map: ``[B,C+P,H,W]`` the input image and its full-resolution features, or ``None`` (off).
+        pose_feature: ``[B,D_p]`` what the spatial transformer reads: the global feature, or the separate pose
+            encoder's feature when the model has one.
     """
 
     global_feature: torch.Tensor
     pyramid: list[torch.Tensor]
     coarse_points: torch.Tensor
     pixel_map: torch.Tensor | None = None
+    pose_feature: torch.Tensor | None = None
 
 
 @dataclass
@@ -165,6 +168,11 @@ class ImplicitPredictor(nn.Module):
         pixel_channels: ``P``: channels of a full-resolution local feature, ``ReLU(conv3x3(image ++ xy))`` at the
             input's size, sampled at ``uv(x)`` together with the image itself (0: off). The encoder's finest level
             is half the input size, where a part 1-2 pixels wide is blurred into its surroundings.
+        pose_widths: stage widths of a separate encoder whose global feature (size ``pose_dim``) drives the
+            spatial transformer, or ``None``: the transformer reads the shape encoder's global feature. With a
+            weight on the camera loss high enough for the local features to land within a pixel of the true
+            projection, a shared encoder gives up shape features to serve the camera.
+        pose_dim: size of the pose encoder's feature.
 
     Example:
         >>> model = ImplicitPredictor(in_channels=3, num_coarse_points=64)
@@ -176,7 +184,8 @@ class ImplicitPredictor(nn.Module):
     def __init__(self, in_channels: int = 4, num_coarse_points: int = 512, k_neighbours: int = 8,
                  widths: tuple[int, ...] = DEFAULT_WIDTHS, feature_dim: int = 256, hidden_dim: int = 256,
                  frequencies: int = 4, coarse_bound: float = 0.6, local_levels: int = 4,
-                 prior_radius: float = 0.3, pixel_channels: int = 0):
+                 prior_radius: float = 0.3, pixel_channels: int = 0, pose_widths: tuple[int, ...] | None = None,
+                 pose_dim: int = 128):
         super().__init__()
         if num_coarse_points < 1 or not 1 <= k_neighbours <= num_coarse_points:
             raise InputError(f"need num_coarse_points >= 1 and 1 <= k_neighbours <= num_coarse_points; got "
@@ -187,7 +196,9 @@ class ImplicitPredictor(nn.Module):
         self.frequencies = int(frequencies)
         self.coarse_bound = float(coarse_bound)
         self.coarse_head = _mlp([feature_dim, 512, 3 * self.num_coarse_points])
-        self.transformer = SpatialTransformer(feature_dim, frequencies=frequencies)
+        self.pose_encoder = None if not pose_widths else ImageEncoder(in_channels, tuple(pose_widths), int(pose_dim))
+        self.transformer = SpatialTransformer(feature_dim if self.pose_encoder is None else int(pose_dim),
+                                              frequencies=frequencies)
         self.point_mlp = _mlp([4, 32, 64])
         self.local_levels = min(int(local_levels), len(self.encoder.pyramid_channels))
         width = sum(self.encoder.pyramid_channels[:self.local_levels]) + 64 + 3 + 6 * self.frequencies
@@ -211,7 +222,8 @@ class ImplicitPredictor(nn.Module):
             x = prepare_images(images, self.encoder.in_channels).to(g.dtype)
             xy = coordinate_channels(x.shape[0], x.shape[2], x.shape[3], x)
             pixel_map = torch.cat([x, torch.relu(self.pixel_conv(torch.cat([x, xy], 1)))], 1)
-        return ImplicitCode(g, enc.pyramid, coarse, pixel_map)
+        pose = g if self.pose_encoder is None else self.pose_encoder(images).global_feature
+        return ImplicitCode(g, enc.pyramid, coarse, pixel_map, pose)
 
     def point_features(self, coarse_points: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """``[B,Q,64]``: ``max_k MLP(x - p_k, |x - p_k|)`` over the ``k`` coarse points nearest to each query.
@@ -237,7 +249,7 @@ class ImplicitPredictor(nn.Module):
         points = points[None].expand(g.shape[0], -1, -1) if points.dim() == 2 else points
         if points.shape[0] != g.shape[0]:
             raise InputError(f"query_points has batch {points.shape[0]} but there are {g.shape[0]} images.")
-        uv = self.transformer(g, points)
+        uv = self.transformer(g if code.pose_feature is None else code.pose_feature, points)
         levels = code.pyramid[:self.local_levels]
         local = sample_pyramid(levels if code.pixel_map is None else [code.pixel_map, *levels], uv)
         geo = self.point_features(code.coarse_points, points)

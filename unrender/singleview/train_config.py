@@ -99,6 +99,9 @@ class ImplicitConfig:
     """Channels of a full-resolution local feature (a 3x3 convolution of the input image, sampled with the image
     itself at each query's image coordinates beside the encoder's pyramid, whose finest level is half the input
     size); 0: off."""
+    pose_widths: tuple[int, ...] = ()
+    """Stage widths of a separate image encoder for the spatial transformer (e.g. ``8,16,32,64,128``); empty: the
+    transformer reads the shape encoder's global feature. Pair it with a higher ``transformer`` weight."""
     sdf_samples: int = 100_000
     """SDF samples drawn once per object mesh (LIST's near-surface shells + uniform) and cached on disk."""
     sdf_cache: str = ""

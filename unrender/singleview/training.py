@@ -114,7 +114,7 @@ def build_model(cfg: SingleViewConfig) -> nn.Module:
         return ImplicitPredictor(in_channels=3, num_coarse_points=m.num_coarse_points, k_neighbours=m.k_neighbours,
                                  widths=tuple(m.widths), feature_dim=m.feature_dim, hidden_dim=m.hidden_dim,
                                  frequencies=m.frequencies, coarse_bound=m.mesh_bounds,
-                                 pixel_channels=m.pixel_channels)
+                                 pixel_channels=m.pixel_channels, pose_widths=tuple(m.pose_widths) or None)
     raise InputError(f"model must be dibr or implicit; got {cfg.model!r}.")
 
 
