@@ -3,7 +3,9 @@
     images [B,C,H,W] --encoder--> global feature g [B,D] + feature pyramid
     g --MLP--> coarse point cloud  P [B,Np,3] = b tanh(.)           (trained with Chamfer to surface points)
     g, x --spatial transformer--> image coordinates uv(x) [B,Q,2]    (no camera needed at test time)
-    local(x)  = pyramid sampled at uv(x)                             (grid_sample, the 4 finest levels)
+    local(x)  = pyramid sampled at uv(x)                             (grid_sample, the 4 finest levels;
+                                                                      optionally also the image and a
+                                                                      full-resolution conv of it)
     point(x)  = max_k MLP(x - p_k, |x - p_k|) over the k nearest coarse points p_k
     sdf(x)    = |x| - r + MLP(g ++ local(x) ++ point(x) ++ fourier(x))
 
@@ -12,7 +14,8 @@ The spatial transformer predicts, from ``g``, a projective map ``A = A_0 + dA(g)
 is an orthographic view down -z that maps ``[-0.6, 0.6]^2`` onto the image, so an untrained transformer
 already samples the image where a front view would project. ``uv`` uses ``grid_sample``'s convention
 (x right, y down, ``[-1, 1]`` from edge to edge). When the training data has cameras, ``uv`` can be supervised
-with the true projection (:func:`implicit_losses` ``cameras=``); it is never needed at test time.
+with the true projection (:func:`implicit_losses` ``cameras=``); it is never needed at test time. Optionally the
+transformer reads a separate pose encoder's feature instead of ``g`` (``pose_widths``).
 
 Losses (:func:`implicit_losses`): clamped L1 on the SDF with near-surface samples weighted up (DISN),
 Chamfer of the coarse cloud to surface samples, and optionally the transformer's projection error.

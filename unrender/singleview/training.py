@@ -262,7 +262,8 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
     ``loss`` (the training objective) for both models; DIB-R: ``iou`` (rasterised coverage vs mask at 0.5,
     over the target views) and, when the items hold ground-truth ``surface`` points, ``chamfer``
     (:func:`predicted_mesh_chamfer`); implicit: ``sdf_l1`` = ``mean |clamp(pred) - clamp(target)|`` at the clamp
-    ``delta`` and ``sign_accuracy`` = fraction of queries on the right side of the surface, and with
+    ``delta``, ``sign_accuracy`` = fraction of queries on the right side of the surface, ``transformer`` = the
+    spatial transformer's mean error per image coordinate (``[-1, 1]`` units; with a camera loss weight), and with
     ``best_metric=chamfer`` the ``chamfer`` of extracted meshes at the best of ``implicit.validation_levels``
     and that ``chamfer_level`` (:mod:`.mesh_validation`).
     """
@@ -270,6 +271,8 @@ def validate(model: nn.Module, dataset: CollectionSamples, cfg: SingleViewConfig
     was_training = net.training
     net.eval()
     keys = ("loss", "iou") if cfg.model == "dibr" else ("loss", "sdf_l1", "sign_accuracy")
+    if cfg.model == "implicit" and cfg.implicit.transformer > 0:
+        keys += ("transformer",)  # how far from the true projection the local features are sampled
     if cfg.model == "dibr" and getattr(dataset, "surface_points", 0) > 0:
         keys += ("chamfer",)
     m = cfg.implicit
