@@ -195,3 +195,21 @@ def test_latent_mode_trains_its_autoencoder_then_scenes_in_latent_space(scenes, 
     assert added["psnr"] > white_psnr(new / "scene_7_0000") + 3.0, added
     img = Image.open(store.scene_dir("scene_7_0000") / "test" / "r_0.png")
     assert img.mode == "RGBA" and img.size == (24, 24)
+
+
+def test_joint_latent_fit_keeps_training_the_autoencoder_and_its_background(scenes, tmp_path):
+    fit, _ = scenes
+    extra = ["latent.autoencoder_steps=50", "latent.width=8", "fit.steps_per_scene=20"]
+    fit_scenes(fit, tmp_path / "frozen", tiny("latent", *extra), progress=False)
+    fit_scenes(fit, tmp_path / "joint", tiny("latent", *extra, "latent.joint_lr=0.01"), progress=False)
+    frozen, joint = (RunStore(tmp_path / r).load_shared()["shared"] for r in ("frozen", "joint"))
+    ae_keys = [k for k in frozen if k.startswith("autoencoder.") and k != "autoencoder.white_latent"]
+    # same seed, same pretraining: only the joint run's scene fitting moved the autoencoder
+    assert max(float((frozen[k] - joint[k]).abs().max()) for k in ae_keys) > 1e-3
+    shared = SharedParts(tiny("latent", *extra, "latent.joint_lr=0.01"))
+    shared.load_state_dict(joint)
+    white_latent = shared.autoencoder.white_latent.clone()
+    shared.autoencoder.set_white_latent(24)
+    assert torch.allclose(white_latent, shared.autoencoder.white_latent, atol=1e-6)   # the background followed
+    frozen_parts = SharedParts(tiny("latent", *extra))
+    assert len(shared.trainable()) > len(frozen_parts.trainable())

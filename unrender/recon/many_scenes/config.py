@@ -112,6 +112,13 @@ class LatentConfig:
     """Whole latent views rendered per scene and step (``views x (H/f) x (W/f)`` rays)."""
     latent_weight: float = 1.0
     """Weight of the latent loss ``|z_render - E(I)|^2`` beside the RGB loss through the decoder."""
+    joint_lr: float = 0.0
+    """Adam learning rate of the autoencoder while stage 1 fits the scenes (0: frozen after its pretraining).
+    Above 0 it keeps learning with the scenes, IG-AE's 3D-consistency training: the encoder is pulled towards
+    latents a tri-plane can render (``|z_render - E(I)|^2``) while ``|D(E(I)) - I|^2`` keeps it an autoencoder.
+    On 64^2 scenes (factor 2, 12 channels, one view per step, 2000 autoencoder steps, 8 stage-1 scenes x 300
+    steps) the image-only autoencoder reached 32.4 dB, yet new scenes reached only 22.95 dB after 400 stage-2
+    steps (its latents disagree between views); ``joint_lr=1e-3`` gave 24.79 dB, independent tri-planes 27.44."""
 
 
 @dataclass
@@ -191,6 +198,8 @@ def validate_config(cfg: ManyScenesConfig) -> ManyScenesConfig:
             raise InputError(f"{key} must be >= 1; got {value}.")
     if not 0.0 <= cfg.render.foreground_fraction <= 1.0:
         raise InputError(f"render.foreground_fraction must be in [0, 1]; got {cfg.render.foreground_fraction}.")
+    if cfg.latent.joint_lr < 0:
+        raise InputError(f"latent.joint_lr must be >= 0; got {cfg.latent.joint_lr}.")
     for key in ("tv_weight", "opacity_weight", "test_views", "threads", "checkpoint_minutes", "mesh_resolution"):
         if getattr(cfg, key) < 0:
             raise InputError(f"{key} must be >= 0; got {getattr(cfg, key)}.")

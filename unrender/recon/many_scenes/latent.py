@@ -136,11 +136,14 @@ def latent_views(rgba: torch.Tensor, camera: Camera, box: torch.Tensor, ae: Late
 
 
 def latent_loss(render, ae: LatentAutoencoder, views: list[LatentViews], count: int, latent_weight: float,
-                opacity_weight: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                opacity_weight: float, generator: torch.Generator,
+                joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The latent-mode data terms (module docstring) for ``count`` random views of each scene.
 
     ``render(origins [S,B,3], directions [S,B,3], boxes [S,2,3]) -> (latent [S,B,C], opacity [S,B,1])`` renders
-    the scenes. Returns ``(loss, rgb mse)``.
+    the scenes. With ``joint`` the autoencoder is being trained too (IG-AE): the target latents are encoded
+    now, with gradients, instead of read from ``views``, and ``|D(E(I)) - I|^2`` is added.
+    Returns ``(loss, rgb mse)``.
     """
     device = ae.white_latent.device
     picks = [torch.randint(v.rgb.shape[0], (count,), generator=generator) for v in views]
@@ -152,9 +155,14 @@ def latent_loss(render, ae: LatentAutoencoder, views: list[LatentViews], count: 
     c, h, w = views[0].latent.shape[1:]
     z_img = z.reshape(s * count, h, w, c).permute(0, 3, 1, 2)
     target_rgb = torch.cat([v.rgb[i] for v, i in zip(views, picks)]).to(device)
-    target_z = torch.cat([v.latent[i] for v, i in zip(views, picks)]).to(device)
+    if joint:
+        target_z = ae.encode(target_rgb)
+    else:
+        target_z = torch.cat([v.latent[i] for v, i in zip(views, picks)]).to(device)
     target_a = torch.stack([v.alpha[i].reshape(-1, 1) for v, i in zip(views, picks)]).to(device)
     rgb_mse = (ae.decode(z_img) - target_rgb).square().mean()
     loss = (rgb_mse + latent_weight * (z_img - target_z).square().mean()
             + opacity_weight * (opacity - target_a).square().mean())
+    if joint:
+        loss = loss + (ae.decode(target_z) - target_rgb).square().mean()
     return loss, rgb_mse

@@ -100,10 +100,14 @@ class SharedParts(nn.Module):
             self.register_parameter("bases", None)
         self.autoencoder = (LatentAutoencoder(cfg.latent.channels, cfg.latent.factor, cfg.latent.width)
                             if latent else None)
+        #: Stage 1 keeps training the autoencoder with the scenes (``latent.joint_lr > 0``).
+        self.joint_autoencoder = latent and cfg.latent.joint_lr > 0
 
     def trainable(self) -> list[nn.Parameter]:
-        """What stage 1 optimises together with the scenes (the autoencoder is trained before, then frozen)."""
-        return list(self.decoder.parameters()) + ([self.bases] if self.bases is not None else [])
+        """What stage 1 optimises together with the scenes: decoder, bases, and with ``joint_autoencoder`` the
+        autoencoder (otherwise it is trained before, then frozen)."""
+        joint = list(self.autoencoder.parameters()) if self.joint_autoencoder else []
+        return list(self.decoder.parameters()) + ([self.bases] if self.bases is not None else []) + joint
 
     def background(self) -> torch.Tensor:
         """What empty space composites over: white, or the latent of a white image."""

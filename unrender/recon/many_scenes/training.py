@@ -78,8 +78,10 @@ def scenes_loss(shared: SharedParts, params: list[SceneParams], data: list[Train
         def render(o, d, boxes):
             return render_rays(planes, shared.decoder, o, d, boxes, cfg.render.samples, generator=generator,
                                jitter=True, background=shared.background())
+        # stage 1 with latent.joint_lr > 0 trains the autoencoder too; stage 2 has it frozen
+        joint = shared.joint_autoencoder and any(p.requires_grad for p in shared.autoencoder.parameters())
         loss, mse = latent_loss(render, shared.autoencoder, data, cfg.latent.views_per_step,
-                                cfg.latent.latent_weight, cfg.opacity_weight, generator)
+                                cfg.latent.latent_weight, cfg.opacity_weight, generator, joint=joint)
     else:
         batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in data]
         device = planes.device
@@ -199,7 +201,9 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
     params = [_seeded_scene(cfg, i).to(ctx.device) for i in local]
     f = cfg.fit
     shared_opt = _adam([([shared.bases] if shared.bases is not None else [], f.lr_planes),
-                        (list(shared.decoder.parameters()), f.lr_decoder)])
+                        (list(shared.decoder.parameters()), f.lr_decoder),
+                        (list(shared.autoencoder.parameters()) if shared.joint_autoencoder else [],
+                         cfg.latent.joint_lr)])
     opts = [scene_optimizer(p, f.lr_planes, f.lr_weights) for p in params]
     per_rank = math.ceil(len(sources) / ctx.world_size)
     per_step = min(f.scenes_per_step, per_rank)
@@ -218,7 +222,7 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
             counts[k] = saved["steps"]
     elif shared.autoencoder is not None:
         _fit_autoencoder(shared, scenes, cfg, ctx, history)
-    if shared.autoencoder is not None:
+    if shared.autoencoder is not None and not shared.joint_autoencoder:
         shared.autoencoder.requires_grad_(False)
     rays = [scene_data(s, shared, cfg) for s in scenes]
     gen = torch.Generator()
@@ -253,6 +257,8 @@ def _fit(data: Path, store: RunStore, cfg: ManyScenesConfig, max_minutes: float,
                 loss.backward()
             _average_shared_grads(shared, ctx)
             shared_opt.step()
+            if shared.joint_autoencoder:   # the background follows the encoder
+                shared.autoencoder.set_white_latent(scenes[0].train_rgba.shape[1] if scenes else 64)
             for c in chosen:
                 opts[c].step()
                 counts[c] += 1
