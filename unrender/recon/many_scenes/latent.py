@@ -107,7 +107,8 @@ class LatentViews:
     Attributes:
         origins, directions: ``[V,h*w,3]`` rays through the latent pixels' centres.
         rgb: ``[V,3,H,W]`` target images over white.
-        latent: ``[V,C,h,w]`` their encodings ``E(I)``.
+        latent: ``[V,C,h,w]`` their encodings ``E(I)``, or None when the autoencoder trains with the scenes
+            (the loss then encodes each step's targets itself; stored ones would go stale).
         alpha: ``[V,h*w,1]`` mask coverage of every latent pixel.
         box: ``[2,3]`` scene box.
     """
@@ -115,20 +116,23 @@ class LatentViews:
     origins: torch.Tensor
     directions: torch.Tensor
     rgb: torch.Tensor
-    latent: torch.Tensor
+    latent: torch.Tensor | None
     alpha: torch.Tensor
     box: torch.Tensor
 
 
 @torch.no_grad()
-def latent_views(rgba: torch.Tensor, camera: Camera, box: torch.Tensor, ae: LatentAutoencoder) -> LatentViews:
-    """:class:`LatentViews` of ``rgba [V,H,W,4]`` (straight sRGB + alpha) seen by ``camera``."""
+def latent_views(rgba: torch.Tensor, camera: Camera, box: torch.Tensor, ae: LatentAutoencoder,
+                 encode: bool = True) -> LatentViews:
+    """:class:`LatentViews` of ``rgba [V,H,W,4]`` (straight sRGB + alpha) seen by ``camera``; ``encode=False``
+    leaves ``latent`` None."""
     f = ae.factor
     low = latent_camera(camera, f)
     origins, directions = low.rays()
     rgb = (rgba[..., :3] * rgba[..., 3:] + 1 - rgba[..., 3:]).permute(0, 3, 1, 2).contiguous()
     device = ae.white_latent.device
-    latent = torch.cat([ae.encode(rgb[i:i + 64].to(device)).cpu() for i in range(0, len(rgb), 64)])
+    latent = (torch.cat([ae.encode(rgb[i:i + 64].to(device)).cpu() for i in range(0, len(rgb), 64)])
+              if encode else None)
     alpha = F.avg_pool2d(rgba[..., 3][:, None], f)                                    # [V,1,h,w]
     v = rgba.shape[0]
     return LatentViews(origins.reshape(v, -1, 3).float(), directions.reshape(v, -1, 3).float(), rgb, latent,
@@ -142,7 +146,8 @@ def latent_loss(render, ae: LatentAutoencoder, views: list[LatentViews], count: 
 
     ``render(origins [S,B,3], directions [S,B,3], boxes [S,2,3]) -> (latent [S,B,C], opacity [S,B,1])`` renders
     the scenes. With ``joint`` the autoencoder is being trained too (IG-AE): the target latents are encoded
-    now, with gradients, instead of read from ``views``, and ``|D(E(I)) - I|^2`` is added.
+    now, with gradients, instead of read from ``views`` (whose ``latent`` may be None), and ``|D(E(I)) - I|^2``
+    is added.
     Returns ``(loss, rgb mse)``.
     """
     device = ae.white_latent.device
@@ -152,8 +157,8 @@ def latent_loss(render, ae: LatentAutoencoder, views: list[LatentViews], count: 
     boxes = torch.stack([v.box for v in views]).to(device)
     z, opacity = render(o, d, boxes)
     s = len(views)
-    c, h, w = views[0].latent.shape[1:]
-    z_img = z.reshape(s * count, h, w, c).permute(0, 3, 1, 2)
+    h, w = (n // ae.factor for n in views[0].rgb.shape[2:])
+    z_img = z.reshape(s * count, h, w, z.shape[-1]).permute(0, 3, 1, 2)
     target_rgb = torch.cat([v.rgb[i] for v, i in zip(views, picks)]).to(device)
     if joint:
         target_z = ae.encode(target_rgb)

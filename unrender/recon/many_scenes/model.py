@@ -103,6 +103,11 @@ class SharedParts(nn.Module):
         #: Stage 1 keeps training the autoencoder with the scenes (``latent.joint_lr > 0``).
         self.joint_autoencoder = latent and cfg.latent.joint_lr > 0
 
+    def autoencoder_training(self) -> bool:
+        """Whether the autoencoder learns with the scenes now (stage 1 with ``joint_autoencoder``; stage 2 and
+        a frozen stage 1 have switched its gradients off)."""
+        return self.joint_autoencoder and any(p.requires_grad for p in self.autoencoder.parameters())
+
     def trainable(self) -> list[nn.Parameter]:
         """What stage 1 optimises together with the scenes: decoder, bases, and with ``joint_autoencoder`` the
         autoencoder (otherwise it is trained before, then frozen)."""

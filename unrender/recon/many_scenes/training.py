@@ -64,7 +64,8 @@ def scene_data(scene: SceneImages, shared: SharedParts, cfg: ManyScenesConfig) -
     rays = train_rays(scene, cfg.render.box_scale)
     if shared.autoencoder is None:
         return rays
-    return latent_views(scene.train_rgba, scene.train_camera, rays.box, shared.autoencoder)
+    return latent_views(scene.train_rgba, scene.train_camera, rays.box, shared.autoencoder,
+                        encode=not shared.autoencoder_training())
 
 
 def scenes_loss(shared: SharedParts, params: list[SceneParams], data: list[TrainRays | LatentViews],
@@ -78,10 +79,9 @@ def scenes_loss(shared: SharedParts, params: list[SceneParams], data: list[Train
         def render(o, d, boxes):
             return render_rays(planes, shared.decoder, o, d, boxes, cfg.render.samples, generator=generator,
                                jitter=True, background=shared.background())
-        # stage 1 with latent.joint_lr > 0 trains the autoencoder too; stage 2 has it frozen
-        joint = shared.joint_autoencoder and any(p.requires_grad for p in shared.autoencoder.parameters())
         loss, mse = latent_loss(render, shared.autoencoder, data, cfg.latent.views_per_step,
-                                cfg.latent.latent_weight, cfg.opacity_weight, generator, joint=joint)
+                                cfg.latent.latent_weight, cfg.opacity_weight, generator,
+                                joint=shared.autoencoder_training())
     else:
         batches = [sample_rays(r, cfg.render.rays, cfg.render.foreground_fraction, generator) for r in data]
         device = planes.device
